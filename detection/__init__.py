@@ -1,0 +1,1 @@
+"""Faster R-CNN detectors with NASNet backbones (installed as ``nasnet_zoo.detection``)."""

@@ -1,0 +1,18 @@
+"""nasnet-zoo: NASNet (Zoph et al., CVPR 2018) search, models, detection and deployment."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import models as _models  # noqa: F401  (fills the registry)
+from .cell import Cell
+from .features import FeatureInfo, NASNetFeatures
+from .genotypes import NASNET_A, OPS, Block, CellGenotype, Genotype, GenotypeError
+from .layers.drop_path import ScheduledDropPath, set_drop_path_progress
+from .nasnet import NASNet, NASNetConfig, build_nasnet
+from .registry import create_model, is_model, list_models, register_model
+
+__all__ = [
+    "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
+    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "create_model", "is_model",
+    "list_models", "register_model", "set_drop_path_progress", "__version__",
+]

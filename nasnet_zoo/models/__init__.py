@@ -1,0 +1,2 @@
+"""Registered model families (importing this package fills the registry)."""
+from . import nasnet_a  # noqa: F401

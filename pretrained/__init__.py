@@ -1,0 +1,1 @@
+"""The weights manifest (installed as ``nasnet_zoo.pretrained``)."""
