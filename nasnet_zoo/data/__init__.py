@@ -1,0 +1,1 @@
+"""Datasets: CIFAR-10 (official pickle layout) and ImageNet-style folders."""
