@@ -1,0 +1,133 @@
+"""The generic cell and network builder: shapes, registry, features, drop path, searched genotypes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nasnet_zoo as nz
+from nasnet_zoo import NASNET_A, OPS, Block, CellGenotype, Genotype
+
+
+def test_registry_lists_and_suggests():
+    assert {"nasnet_a_mobile", "nasnet_a_large", "nasnet_a_cifar"} <= set(nz.list_models())
+    assert nz.list_models("*large") == ["nasnet_a_large"]
+    with pytest.raises(ValueError, match="did you mean nasnet_a_mobile"):
+        nz.create_model("nasnet_a_mobil")
+
+
+def test_create_model_overrides_and_config():
+    m = nz.create_model("nasnet_a_mobile", num_classes=10)
+    assert m.classifier.out_features == 10
+    assert m.pretrained_cfg["input_size"] == (3, 224, 224) and m.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    with pytest.raises(TypeError, match="unknown settings"):
+        nz.create_model("nasnet_a_mobile", num_cels=3)
+
+
+@pytest.mark.parametrize("name, size, channels, strides, sides", [
+    ("nasnet_a_mobile", 224, [32, 44, 264, 528, 1056], [2, 4, 8, 16, 32], [111, 56, 28, 14, 7]),
+    ("nasnet_a_cifar", 32, [192, 384, 768], [1, 2, 4], [32, 16, 8]),
+])
+def test_features_only_levels(name, size, channels, strides, sides):
+    f = nz.create_model(name, features_only=True).eval()
+    assert f.feature_info.channels() == channels and f.feature_info.reduction() == strides
+    with torch.no_grad():
+        maps = f(torch.randn(1, 3, size, size))
+    assert [m.shape[1] for m in maps] == channels
+    assert [m.shape[-1] for m in maps] == sides
+
+
+def test_features_out_indices_strides_4_to_32():
+    f = nz.create_model("nasnet_a_mobile", features_only=True, out_indices=(1, 2, 3, 4))
+    assert f.feature_info.reduction() == [4, 8, 16, 32]
+    assert "cell_11" in f.cells and len(f.cells) == 16
+    f8 = nz.create_model("nasnet_a_mobile", features_only=True, out_indices=(2,))
+    assert list(f8.cells)[-1] == "cell_3"  # cells after the deepest level are not kept
+    with pytest.raises(ValueError, match="out of range"):
+        nz.create_model("nasnet_a_mobile", features_only=True, out_indices=(7,))
+
+
+def test_large_wiring_skips_reduction_input():
+    m = nz.create_model("nasnet_a_large")
+    plans = {p.name: p for p in m._plans}
+    names = [None, "stem"] + m.cell_names
+    # TF-slim's skip_reduction_layer_input: the cell after a reduction reads the output two cells back.
+    assert names[plans["cell_6"].prev] == "cell_4"
+    mobile = nz.create_model("nasnet_a_mobile")
+    assert ([None, "stem"] + mobile.cell_names)[{p.name: p for p in mobile._plans}["cell_4"].prev] == "cell_3"
+
+
+def test_aux_head_in_training_only():
+    m = nz.build_nasnet(NASNET_A, cells_per_stack=1, num_conv_filters=8, stem="cifar", num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    logits, aux = m.train()(x)
+    assert logits.shape == aux.shape == (2, 10)
+    assert m.eval()(x).shape == (2, 10)
+
+
+def test_drop_path_schedule_and_eval_identity():
+    m = nz.build_nasnet(NASNET_A, cells_per_stack=1, num_conv_filters=8, stem="cifar", num_classes=10,
+                        drop_path_keep_prob=0.6, aux_head=False)
+    paths = [c.drop_path for c in m.cells.values()]
+    assert paths[0].cell_ratio == pytest.approx(1 / 5) and paths[-1].cell_ratio == pytest.approx(1.0)
+    m.set_drop_path_progress(0.0)
+    assert all(p.current_keep_prob == 1.0 for p in paths)
+    m.set_drop_path_progress(0.5)
+    assert paths[-1].current_keep_prob == pytest.approx(1 - 0.5 * 0.4)
+    m.set_drop_path_progress(2.0)  # clamped: never below keep0 for the last cell
+    assert paths[-1].current_keep_prob == pytest.approx(0.6)
+    x = torch.randn(4, 3, 32, 32)
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    m.train()
+    torch.manual_seed(1)
+    a = m(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(a, m(x))
+
+
+def test_drop_path_drops_whole_examples_and_rescales():
+    p = nz.ScheduledDropPath(0.5, 1.0)
+    p.progress = 1.0
+    p.train()
+    out = p(torch.ones(1000, 3, 2, 2))
+    per_example = out.flatten(1)
+    assert set(per_example.unique().tolist()) <= {0.0, 2.0}
+    assert (per_example.std(1) == 0).all()
+    assert 0.4 < (per_example[:, 0] > 0).float().mean() < 0.6
+
+
+def test_searched_genotype_with_every_op_and_concat_combiner():
+    ops = list(OPS)
+    normal = CellGenotype(blocks=(
+        Block((0, 1), (ops[0], ops[1]), "add"),
+        Block((1, 2), (ops[2], ops[3]), "concat"),
+        Block((3, 0), (ops[4], ops[5]), "add"),
+        Block((4, 2), (ops[6], ops[7]), "concat"),
+        Block((5, 1), (ops[8], ops[9]), "add"),
+    ), concat=(0, 3, 5, 6))
+    reduction = CellGenotype(blocks=(
+        Block((0, 1), (ops[10], ops[11]), "add"),
+        Block((2, 0), (ops[12], ops[0]), "concat"),
+        Block((1, 3), (ops[4], ops[7]), "add"),
+    ), concat=(1, 3, 4))
+    g = Genotype(normal=normal, reduction=reduction, name="everything")
+    for stem, size in (("cifar", 32), ("imagenet", 64)):
+        m = nz.build_nasnet(g, cells_per_stack=1, num_conv_filters=8, stem=stem, num_classes=5)
+        logits, aux = m.train()(torch.randn(2, 3, size, size))
+        assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+        logits.sum().backward()
+
+
+def test_penultimate_filters_notation():
+    m = nz.build_nasnet(NASNET_A, cells_per_stack=2, penultimate_filters=96, stem="cifar", num_classes=10)
+    assert m.num_features == 96
+    with pytest.raises(ValueError, match="not a multiple of 24"):
+        nz.build_nasnet(NASNET_A, cells_per_stack=2, penultimate_filters=100, stem="cifar")
+
+
+def test_param_counts_match_paper():
+    def params(name):
+        return sum(p.numel() for p in nz.create_model(name, aux_head=False).parameters())
+    assert abs(params("nasnet_a_mobile") / 5.3e6 - 1) < 0.01
+    assert abs(params("nasnet_a_large") / 88.9e6 - 1) < 0.01
+    assert round(params("nasnet_a_cifar") / 1e6, 1) == 3.3  # the paper gives 3.3M to one decimal
