@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 from . import models as _models  # noqa: F401  (fills the registry)
 from .cell import Cell
+from .convert import convert_state_dict
 from .features import FeatureInfo, NASNetFeatures
 from .genotypes import NASNET_A, OPS, Block, CellGenotype, Genotype, GenotypeError
 from .layers.drop_path import ScheduledDropPath, set_drop_path_progress
@@ -13,6 +14,6 @@ from .registry import create_model, is_model, list_models, register_model
 
 __all__ = [
     "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
-    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "create_model", "is_model",
+    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict", "create_model", "is_model",
     "list_models", "register_model", "set_drop_path_progress", "__version__",
 ]
