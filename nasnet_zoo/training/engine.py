@@ -1,0 +1,268 @@
+"""The training loop: ScheduledDropPath progress every step, auxiliary loss, label smoothing, clipping, EMA,
+AMP on CUDA, DDP under torchrun, periodic evaluation, atomic checkpoints and an exported final model."""
+from __future__ import annotations
+
+import math
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from ..config import dump_config
+from ..nasnet import NASNet
+from ..utils.distributed import DistInfo, all_reduce_mean, cleanup_distributed, init_distributed
+from ..utils.metrics import MetricsLogger
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import ClassificationData, build_data, eval_batches, steps_per_epoch, train_batches
+from .export import export_run, load_weights
+from .model import build_model, dataset_classes
+from .optim import build_optimizer, build_scheduler
+
+EVAL_BATCH_SIZE = 100
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Setup:
+    """What both training and evaluation need: the process, the model and the data."""
+
+    info: DistInfo
+    device: torch.device
+    model: NASNet
+    origin: dict[str, Any]
+    data: ClassificationData
+    input_cfg: dict[str, Any]
+
+
+def prepare(cfg: TrainConfig) -> Setup:
+    """Check the data, build the model (and load weights) and the data pipeline; all errors surface here."""
+    info, device = init_distributed(cfg.device)
+    num_classes = dataset_classes(cfg.data)
+    seed_everything(cfg.seed)  # same initial weights on every process and every run with this seed
+    image_size = 32 if cfg.data.dataset == "cifar10" else cfg.data.image_size
+    model, origin = build_model(cfg.model, num_classes=num_classes, image_size=image_size)
+    if cfg.model.weights:
+        load_weights(model, cfg.model.weights)
+    pre = model.pretrained_cfg
+    data = build_data(cfg.data, mean=pre.get("mean"), std=pre.get("std"), image_size=model.config.image_size,
+                      interpolation=pre.get("interpolation", "bilinear"), seed=cfg.seed)
+    input_cfg = {"input_size": [model.config.in_chans, model.config.image_size, model.config.image_size],
+                 "mean": list(data.mean), "std": list(data.std),
+                 "crop_pct": cfg.data.crop_pct if cfg.data.dataset == "folder" else 1.0,
+                 "interpolation": pre.get("interpolation", "bilinear")}
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return Setup(info, device, model, origin, data, input_cfg)
+
+
+def _to_device(images: torch.Tensor, setup: Setup, channels_last: bool) -> torch.Tensor:
+    images = images.to(setup.device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, setup: Setup, cfg: TrainConfig) -> dict[str, float]:
+    """Top-1 / top-5 (percent) and mean loss over the whole evaluation split, shards summed over processes."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=setup.device)  # correct1, correct5, loss sum, count
+    amp = cfg.solver.amp and setup.device.type == "cuda"
+    loader = eval_batches(setup.data.eval, EVAL_BATCH_SIZE, rank=setup.info.rank,
+                          world_size=setup.info.world_size, workers=cfg.data.workers)
+    for images, labels in loader:
+        images, labels = _to_device(images, setup, cfg.channels_last), labels.to(setup.device)
+        with torch.autocast(setup.device.type, enabled=amp):
+            logits = model(images).float()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        totals += torch.stack([(top5[:, 0] == labels).sum(), (top5 == labels[:, None]).any(1).sum(),
+                               nn.functional.cross_entropy(logits, labels, reduction="sum"),
+                               torch.tensor(len(labels), device=setup.device)]).double()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    correct1, correct5, loss, count = totals.tolist()
+    return {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "eval_loss": loss / count}
+
+
+def total_steps(cfg: TrainConfig, per_epoch: int) -> int:
+    steps = max(1, int(round(cfg.solver.epochs * per_epoch)))
+    return min(steps, cfg.solver.max_steps) if cfg.solver.max_steps > 0 else steps
+
+
+class Trainer:
+    """One training run in ``cfg.output_dir``; ``run()`` trains to the last step and exports the model."""
+
+    def __init__(self, cfg: TrainConfig, setup: Setup, *, resume: bool) -> None:
+        self.cfg, self.setup = cfg, setup
+        self.out = Path(cfg.output_dir)
+        info, solver = setup.info, cfg.solver
+        self.checkpoint_path = self.out / ckpt.CHECKPOINT_NAME
+        if self.checkpoint_path.exists() and not resume:
+            raise FileExistsError(f"{self.out} already holds a run ({ckpt.CHECKPOINT_NAME}); pass --resume to "
+                                  "continue it or choose another --output-dir")
+        self.per_epoch = steps_per_epoch(len(setup.data.train), solver.batch_size, info.world_size)
+        self.total = total_steps(cfg, self.per_epoch)
+        self.model = setup.model
+        self.optimizer = build_optimizer(self.model.parameters(), solver)
+        self.scheduler = build_scheduler(self.optimizer, solver, total_steps=self.total,
+                                         steps_per_epoch=self.per_epoch)
+        self.amp = solver.amp and setup.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(solver.ema_decay), use_buffers=True) \
+            if solver.ema_decay > 0 else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=solver.label_smoothing)
+        self.start_step = 0
+        if resume and self.checkpoint_path.exists():
+            self._restore()
+        else:
+            seed_everything(cfg.seed + 1000 * info.rank)  # per-process drop-path masks
+        self.net: nn.Module = self.model
+        if info.distributed:
+            ids = [setup.device.index] if setup.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.metrics = MetricsLogger(self.out, enabled=info.is_main)
+
+    def _restore(self) -> None:
+        state = ckpt.load_checkpoint(self.checkpoint_path, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        rank, rngs = self.setup.info.rank, state["rng"]
+        if len(rngs) == self.setup.info.world_size:
+            ckpt.set_rng_state(rngs[rank])
+        else:  # another process count than the killed run: a fresh, distinct stream per process
+            seed_everything(self.cfg.seed + 1000 * rank + state["step"])
+        self.start_step = int(state["step"])
+
+    def _save(self, step: int) -> None:
+        rngs = [ckpt.rng_state()]
+        if self.setup.info.distributed:
+            rngs = [None] * self.setup.info.world_size
+            dist.all_gather_object(rngs, ckpt.rng_state())
+        if self.setup.info.is_main:
+            ckpt.save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer,
+                                 scheduler=self.scheduler, scaler=self.scaler, ema=self.ema, step=step,
+                                 rng_per_rank=rngs)  # type: ignore[arg-type]
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = self.setup.info
+        return train_batches(self.setup.data.train, self.cfg.solver.batch_size, start_step=self.start_step,
+                             seed=self.cfg.seed, rank=info.rank, world_size=info.world_size,
+                             workers=self.cfg.data.workers)
+
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimisation step; returns the (undetached) loss of this process."""
+        solver, device = self.cfg.solver, self.setup.device
+        self.model.set_drop_path_progress(step / self.total)
+        self.net.train()
+        images, labels = _to_device(images, self.setup, self.cfg.channels_last), labels.to(device)
+        with torch.autocast(device.type, enabled=self.amp):
+            out = self.net(images)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = self.criterion(logits.float(), labels)
+            if aux is not None:
+                loss = loss + self.cfg.model.aux_weight * self.criterion(aux.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower solver.lr (now {solver.lr}) or "
+                                     "set solver.clip_grad_norm")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if solver.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), solver.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.detach()
+
+    def run(self) -> dict[str, Any]:
+        cfg, info = self.cfg, self.setup.info
+        if info.is_main and self.start_step == 0:
+            dump_config(cfg, self.out / "config.yaml")
+        batches = self._batches()
+        bar = tqdm(total=self.total, initial=self.start_step, desc="train", disable=not info.is_main,
+                   dynamic_ncols=True)
+        keep0 = self.model.config.drop_path_keep_prob
+        for step in range(self.start_step, self.total):
+            lr = self.optimizer.param_groups[0]["lr"]
+            images, labels = next(batches)
+            loss = self.train_step(step, images, labels)
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_period == 0 or done == self.total:
+                mean_loss = all_reduce_mean(loss).item()
+                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}")
+                self.metrics.log(step=done, epoch=step / self.per_epoch, loss=mean_loss, lr=lr,
+                                 drop_path_keep=1.0 - (1.0 - keep0) * step / self.total)
+            if cfg.eval_period > 0 and done % cfg.eval_period == 0 and done != self.total:
+                self.metrics.log(step=done, **self.evaluations())
+            if done % cfg.checkpoint_period == 0 or done == self.total:
+                self._save(done)
+        bar.close()
+        final = {"step": self.total, **self.evaluations()}
+        self.metrics.log(**final)
+        if info.is_main:
+            export_run(self.exported_model(), self.out, registry_name=self.setup.origin["model"],
+                       dataset=self.setup.data.dataset, input_cfg=self.setup.input_cfg,
+                       metrics={k: round(final[k], 3) for k in ("top1", "top5")},
+                       run_name=self.out.resolve().name.replace(".", "_"))
+        self.metrics.close()
+        return {**final, "params": sum(p.numel() for p in self.model.parameters()), **self.setup.origin}
+
+    def exported_model(self) -> NASNet:
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def evaluations(self) -> dict[str, float]:
+        """Metrics of the exported model (the EMA when enabled), plus the raw weights' top-1 beside an EMA."""
+        result = evaluate(self.exported_model(), self.setup, self.cfg)
+        if self.ema is not None:
+            result["top1_raw"] = evaluate(self.model, self.setup, self.cfg)["top1"]
+        return result
+
+
+@contextmanager
+def _run_context(cfg: TrainConfig) -> Iterator[None]:
+    """CPU thread count for this run (restored afterwards) and the process group's teardown."""
+    threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        cleanup_distributed()
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Train (or continue, with ``resume``) the run ``cfg`` describes; returns the final metrics."""
+    with _run_context(cfg):
+        return Trainer(cfg, prepare(cfg), resume=resume).run()
+
+
+def evaluate_only(cfg: TrainConfig) -> dict[str, float]:
+    """Evaluate ``model.weights`` (or ``model.pretrained``) on the data set's evaluation split."""
+    if not cfg.model.weights and not cfg.model.pretrained:
+        raise ValueError("--eval-only needs --weights FILE (or --pretrained TAG) to evaluate")
+    with _run_context(cfg):
+        setup = prepare(cfg)
+        result = evaluate(setup.model, setup, cfg)
+        MetricsLogger(cfg.output_dir, enabled=setup.info.is_main, tensorboard=False).log(step=0, **result)
+        return result

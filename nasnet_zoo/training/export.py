@@ -1,0 +1,109 @@
+"""Final weights as safetensors plus a manifest entry, so a trained model loads by path or by name.
+
+``OUTPUT/manifest.json`` follows ``pretrained/manifest.json`` (``{"format_version": 1, "weights": [entry]}``),
+so ``NASNET_ZOO_MANIFEST=OUTPUT/manifest.json`` adds the run to the zoo; its ``build`` section records how to
+rebuild the network (registry name or genotype, plus every ``NASNetConfig`` field) for ``load_trained``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ..genotypes import Genotype
+from ..nasnet import NASNet, NASNetConfig
+from ..registry import create_model
+from ..utils.io import atomic_path, atomic_write_json
+from .checkpoint import architecture, check_architecture, load_state_strict
+
+WEIGHTS_NAME = "model_final.safetensors"
+MANIFEST_NAME = "manifest.json"
+SEARCHED_ARCHITECTURE = "nasnet_searched"  # manifest architecture of a genotype-built network (no registry name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: NASNet, path: str | Path, *, registry_name: str | None) -> None:
+    """Contiguous CPU tensors in safetensors, with the structure as metadata for load-time checks."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"num_classes": str(model.config.num_classes), "nasnet_zoo.structure": json.dumps(architecture(model))}
+    if registry_name:
+        metadata["architecture"] = registry_name
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | None, dataset: str,
+               metrics: dict[str, float], input_cfg: dict[str, Any], run_name: str) -> Path:
+    """Write ``model_final.safetensors`` and ``manifest.json``; return the weights path."""
+    output_dir = Path(output_dir).resolve()
+    weights = output_dir / WEIGHTS_NAME
+    save_weights(model, weights, registry_name=registry_name)
+    arch = registry_name or SEARCHED_ARCHITECTURE
+    entry = {
+        "name": f"{arch}.{run_name}",
+        "architecture": arch,
+        "default": False,
+        "url": weights.as_uri(),
+        "sha256": _sha256(weights),
+        "source": "ours",
+        "file_format": "safetensors",
+        "num_classes": model.config.num_classes,
+        "dataset": dataset,
+        "metrics": {**metrics, "measured_by": f"tools/train_cls.py evaluation on the {dataset} test split"},
+        "license": "trained locally; inherits the data set's terms",
+        "input": input_cfg,
+        "padding": model.config.padding,
+        "notes": f"trained by tools/train_cls.py into {output_dir}",
+    }
+    build = {"model": registry_name, "genotype": model.genotype.to_dict(), "config": asdict(model.config)}
+    atomic_write_json(output_dir / MANIFEST_NAME, {"format_version": 1, "weights": [entry], "build": build})
+    return weights
+
+
+def load_trained(output_dir: str | Path, *, device: str | torch.device = "cpu") -> NASNet:
+    """Rebuild the network a run trained (registry model or searched genotype) and load its final weights."""
+    output_dir = Path(output_dir)
+    manifest_path = output_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} does not exist: is {output_dir} a finished tools/train_cls.py run?")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    build, entry = manifest["build"], manifest["weights"][0]
+    config = NASNetConfig(**build["config"])
+    if build["model"]:
+        model = create_model(build["model"], **asdict(config))
+    else:
+        model = NASNet(Genotype.from_dict(build["genotype"]), config)
+    model.pretrained_cfg = {"architecture": build["model"], **entry["input"], "dataset": entry["dataset"],
+                            "metrics": entry["metrics"], "num_classes": config.num_classes}
+    load_weights(model, output_dir / WEIGHTS_NAME)
+    return model.to(device).eval()
+
+
+def load_weights(model: NASNet, path: str | Path) -> None:
+    """Strictly load our safetensors or a training checkpoint, refusing another architecture by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        structure = metadata.get("nasnet_zoo.structure")
+        check_architecture(architecture(model), json.loads(structure) if structure else None, str(path))
+        load_state_strict(model, load_file(str(path)), str(path))
+    else:
+        from .checkpoint import load_checkpoint
+        load_checkpoint(path, model)

@@ -1,0 +1,53 @@
+"""The network a run trains: a zoo model by name, or a searched genotype at a chosen rank and size."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..data.cifar import check_cifar_dir
+from ..data.folder import list_classes
+from ..nasnet import NASNet, build_nasnet
+from ..registry import create_model
+from .config import DataSettings, ModelSettings
+from .genotype_source import genotype_at_rank
+
+
+def dataset_classes(data: DataSettings) -> int:
+    """Class count of the data set, checking its layout early (before a model is built)."""
+    if not data.dir:
+        raise ValueError("no data folder given: pass --data-dir (data.dir)")
+    if data.dataset == "cifar10":
+        check_cifar_dir(data.dir)
+        return 10
+    if data.dataset == "folder":
+        return len(list_classes(data.dir))
+    raise ValueError(f"unknown data.dataset {data.dataset!r}; use 'cifar10' or 'folder'")
+
+
+def _nonzero(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v}
+
+
+def build_model(settings: ModelSettings, *, num_classes: int, image_size: int = 0) -> tuple[NASNet, dict[str, Any]]:
+    """The model and a description of where it came from (registry name, or genotype file, rank and reward)."""
+    overrides = _nonzero(stem_multiplier=settings.stem_multiplier, drop_path_keep_prob=settings.drop_path_keep_prob,
+                         image_size=image_size)
+    overrides["aux_head"] = settings.aux_weight > 0
+    if settings.genotype:
+        if not settings.cells_per_stack or not settings.filters:
+            raise ValueError("a genotype needs a network size: give --cells-per-stack N and --filters F "
+                             "(base filters, e.g. 2 and 32 for a quick CIFAR retrain)")
+        entry = genotype_at_rank(settings.genotype, settings.rank)
+        model = build_nasnet(entry["genotype"], cells_per_stack=settings.cells_per_stack,
+                             num_conv_filters=settings.filters, stem=settings.stem, num_classes=num_classes,
+                             **overrides)
+        return model, {"model": None, "genotype_file": settings.genotype, "rank": settings.rank,
+                       "search_reward": entry["reward"]}
+    overrides.update(_nonzero(cells_per_stack=settings.cells_per_stack, num_conv_filters=settings.filters))
+    if settings.pretrained:
+        # Load the published head as is, then swap it when this data set has another class count.
+        model = create_model(settings.name, pretrained=settings.pretrained, **overrides)
+        if model.config.num_classes != num_classes:
+            model.reset_classifier(num_classes)
+    else:
+        model = create_model(settings.name, num_classes=num_classes, **overrides)
+    return model, {"model": settings.name}
