@@ -27,10 +27,10 @@ def read_weights_file(path: str | Path, source: str | None = None) -> tuple[dict
     from . import guess_source
 
     path = Path(path)
+    if not path.exists() and not Path(f"{path}.index").is_file():
+        raise FileNotFoundError(f"weight file {path} does not exist")
     if is_tf_checkpoint(path):
         return read_tf_checkpoint(path), "tf", {}
-    if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} does not exist")
     name = path.name.lower()
     metadata: dict[str, str] = {}
     if name.endswith(".safetensors"):
