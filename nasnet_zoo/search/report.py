@@ -1,0 +1,107 @@
+"""What a search leaves for people: the best genotypes, reward curves, cell pictures and a printed summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..genotypes import NASNET_A, Genotype
+from ..utils.io import atomic_path, atomic_write_json, read_jsonl
+from ..visualize import draw_genotype
+from .journal import JOURNAL_NAME
+
+TOP_NAME = "top_genotypes.json"
+PLOT_NAME = "rewards.png"
+
+
+def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The ``k`` best distinct genotypes that trained successfully (duplicates point at their first child)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    ok.sort(key=lambda r: (-r["reward"], r["index"]))
+    return ok[:k]
+
+
+def write_top_genotypes(output_dir: str | Path, records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """``top_genotypes.json``: a ranked list; each entry's ``genotype`` loads with ``Genotype.from_dict``."""
+    top = []
+    for rank, record in enumerate(top_children(records, k), start=1):
+        genotype = Genotype.from_dict({**record["genotype"], "name": f"search-rank{rank}-child{record['index']}"})
+        top.append({"rank": rank, "index": record["index"], "reward": record["reward"],
+                    "genotype": genotype.to_dict()})
+    atomic_write_json(Path(output_dir) / TOP_NAME, top)
+    return top
+
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return (cumsum[1:] - cumsum[starts]) / (np.arange(1, len(values) + 1) - starts)
+
+
+def find_runs(root: str | Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every journal under ``root``, labelled by its folder relative to ``root`` and its strategy."""
+    root = Path(root)
+    runs = []
+    for journal in sorted(root.rglob(JOURNAL_NAME)):
+        records = read_jsonl(journal)
+        if records:
+            folder = journal.parent.relative_to(root).as_posix()
+            label = f"{records[0].get('strategy', '?')} ({'.' if folder == '.' else folder})"
+            runs.append((label, records))
+    return runs
+
+
+def plot_rewards(root: str | Path, path: str | Path, window: int | None = None) -> Path:
+    """Reward against children for every run under ``root``: running mean (solid) and best so far (dashed)."""
+    runs = find_runs(root)
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    colors = {}
+    for label, records in runs:
+        rewards = np.array([r["reward"] for r in records], dtype=float)
+        w = window or max(1, min(200, len(rewards) // 10))
+        line, = ax.plot(np.arange(1, len(rewards) + 1), running_mean(rewards, w), linewidth=1.6,
+                        label=f"{label}: mean of last {w}")
+        colors[label] = line.get_color()
+        ax.plot(np.arange(1, len(rewards) + 1), np.maximum.accumulate(rewards), linestyle="--", linewidth=1.0,
+                color=line.get_color(), label=f"{label}: best so far")
+    ax.set_xlabel("children evaluated")
+    ax.set_ylabel("reward")
+    ax.set_title("Reward against children")
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7, loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
+def summarize(records: list[dict[str, Any]], top: list[dict[str, Any]]) -> str:
+    rewards = np.array([r["reward"] for r in records], dtype=float)
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    tail = rewards[-min(200, len(rewards)):]
+    trained = sum(r["seconds"] for r in records if r["status"] != "duplicate")
+    lines = [f"children: {len(records)} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})",
+             f"reward: best {rewards.max():.4f}, mean {rewards.mean():.4f}, mean of last {len(tail)} {tail.mean():.4f}",
+             f"child time: {trained:.1f} s in total, {trained / max(1, len(records)):.2f} s per child",
+             "top genotypes:"]
+    lines += [f"  #{t['rank']}: child {t['index']}, reward {t['reward']:.4f}" for t in top[:5]]
+    return "\n".join(lines)
+
+
+def write_report(output_dir: str | Path, top_k: int = 10, plot_root: str | Path | None = None) -> str:
+    """All outputs of a finished (or stopped) search; returns the printed summary."""
+    out = Path(output_dir)
+    records = read_jsonl(out / JOURNAL_NAME)
+    if not records:
+        raise ValueError(f"{out / JOURNAL_NAME} holds no children yet; nothing to report")
+    top = write_top_genotypes(out, records, top_k)
+    plot_rewards(plot_root or out, out / PLOT_NAME)
+    for entry in top[:3]:
+        draw_genotype(Genotype.from_dict(entry["genotype"]), out / "cells" / f"rank{entry['rank']}.png")
+    draw_genotype(NASNET_A, out / "cells" / "nasnet_a.png")
+    return summarize(records, top)

@@ -1,0 +1,242 @@
+"""The search loop: propose children, hand them to a backend, journal what finishes, update the policy.
+
+Resume contract: the journal is the record of finished children and the checkpoint records how many of them
+the strategy has absorbed; on ``resume`` the rest are replayed. Children in flight at a kill were never
+journaled, so they are simply proposed again: none is lost or counted twice, and the final count is exact.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..config import dump_config
+from ..data.cifar import check_cifar_dir
+from ..utils.metrics import MetricsLogger
+from .backends import BACKENDS, Backend, InlineBackend, LocalBackend, RayBackend, Task, check_ray_address
+from .child import ChildConfig, ProxyReward
+from .journal import JOURNAL_NAME, Journal, genotype_key
+from .ppo import PPOConfig, PPOStrategy
+from .random_search import RandomStrategy
+from .rewards import ChildResult, OracleReward
+from .space import SearchSpace
+from .state import STATE_NAME, load_search_state, save_search_state
+from .strategy import Proposal, SearchStrategy
+
+STRATEGIES = ("ppo", "random")
+REWARDS = ("proxy", "oracle")
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass
+class ControllerConfig:
+    num_blocks: int = 5
+    hidden_size: int = 100
+    init_range: float = 0.1
+
+
+@dataclass
+class SearchConfig:
+    """Every knob of a search; YAML files and ``KEY VALUE`` overrides address these by dotted name."""
+
+    strategy: str = "ppo"
+    reward: str = "proxy"
+    data_dir: str = ""
+    children: int = 20000
+    seed: int = 0
+    backend: str = "local"
+    workers: int = 2
+    ray_address: str = "local"
+    output_dir: str = "runs/search"
+    top_k: int = 10
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    child: ChildConfig = field(default_factory=ChildConfig)
+
+
+class SearchConfigError(ValueError):
+    """A search setting that cannot work; raised before any child is trained."""
+
+
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise SearchConfigError(f"unknown {name} {value!r}; expected one of {', '.join(valid)}")
+
+
+def validate_config(cfg: SearchConfig) -> None:
+    """Check everything a search needs (including the data folder and the Ray address) up front."""
+    _one_of("strategy", cfg.strategy, STRATEGIES)
+    _one_of("reward", cfg.reward, REWARDS)
+    _one_of("backend", cfg.backend, BACKENDS)
+    if cfg.children < 1 or cfg.workers < 1 or cfg.top_k < 1:
+        raise SearchConfigError(f"children, workers and top_k must be >= 1; got {cfg.children}, {cfg.workers}, "
+                                f"{cfg.top_k}")
+    try:
+        SearchSpace(cfg.controller.num_blocks)
+        cfg.ppo.validate()
+        cfg.child.validate()
+    except ValueError as err:
+        raise SearchConfigError(str(err)) from None
+    if cfg.reward == "proxy":
+        if not cfg.data_dir:
+            raise SearchConfigError("the proxy reward trains children on CIFAR-10: give --data-dir "
+                                    "PATH/cifar-10-batches-py (the official python version)")
+        check_cifar_dir(cfg.data_dir)
+    if cfg.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SearchConfigError("--backend ray needs the ray package: pip install 'nasnet-zoo[ray]'") from None
+        check_ray_address(cfg.ray_address)
+
+
+def build_strategy(cfg: SearchConfig) -> SearchStrategy:
+    space = SearchSpace(cfg.controller.num_blocks)
+    if cfg.strategy == "random":
+        return RandomStrategy(space, cfg.seed)
+    return PPOStrategy(space, cfg.ppo, hidden_size=cfg.controller.hidden_size,
+                       init_range=cfg.controller.init_range, seed=cfg.seed)
+
+
+def build_evaluator(cfg: SearchConfig):  # noqa: ANN201 - an Evaluator
+    if cfg.reward == "oracle":
+        return OracleReward(SearchSpace(cfg.controller.num_blocks), cfg.seed)
+    return ProxyReward(check_cifar_dir(cfg.data_dir), cfg.child)
+
+
+def build_backend(cfg: SearchConfig, evaluator) -> Backend:  # noqa: ANN001
+    if cfg.backend == "inline":
+        return InlineBackend(evaluator, capacity=cfg.ppo.minibatch)
+    if cfg.backend == "local":
+        return LocalBackend(evaluator, cfg.workers)
+    return RayBackend(evaluator, cfg.workers, cfg.ray_address)
+
+
+@dataclass
+class _InFlight:
+    proposal: Proposal
+    key: str
+    waiters: list[Proposal] = field(default_factory=list)  # the same genotype proposed again meanwhile
+
+
+class SearchRun:
+    """One search in one output folder; ``run()`` goes until the journal holds ``children`` children."""
+
+    def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True) -> None:
+        validate_config(cfg)
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.progress = progress
+        self.journal = Journal(self.out / JOURNAL_NAME)
+        if len(self.journal) and not resume:
+            raise SearchConfigError(f"{self.out} already holds a search ({len(self.journal)} children); "
+                                    "continue it with --resume or choose another --output-dir")
+        self.strategy = build_strategy(cfg)
+        state = load_search_state(self.out / STATE_NAME) if resume else None
+        self.resumes = state["resumes"] + 1 if state else int(resume)
+        if state:
+            self.strategy.load_state_dict(state["strategy"])
+        if self.resumes:  # a fresh sampling stream, so the children lost in flight are not simply re-drawn
+            self.strategy.reseed(cfg.seed + 7919 * self.resumes)
+        self._replay_from = state["observed"] if state else 0
+        self.metrics = MetricsLogger(self.out, step_key="child")
+        dump_config(cfg, self.out / CONFIG_NAME)
+
+    def _observe(self, record: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        stats = self.strategy.observe(tuple(record["decisions"]), record["log_prob"], record["reward"])
+        if stats is not None:
+            save_search_state(self.out / STATE_NAME, self.strategy.state_dict(), record["index"] + 1, self.resumes)
+            self.metrics.log(child=record["index"] + 1, **{f"controller/{k}": v for k, v in stats.items()})
+        self.controller_seconds += time.perf_counter() - start
+
+    def _finish(self, proposal: Proposal, key: str, result: ChildResult, *, worker: str, attempts: int,
+                duplicate_of: int | None = None) -> dict[str, Any]:
+        record = {
+            "genotype": proposal.genotype.to_dict(), "reward": result.reward, "status": result.status,
+            "reason": result.reason, "seconds": round(result.seconds, 4), "strategy": self.cfg.strategy,
+            "decisions": list(proposal.decisions), "log_prob": proposal.log_prob, "worker": worker,
+            "attempts": attempts, "info": result.info, "time": time.time(),
+        }
+        if duplicate_of is not None:
+            record["duplicate_of"] = duplicate_of
+        record = self.journal.append(record, key)
+        self._observe(record)
+        self.best = max(self.best, record["reward"])
+        self.metrics.log(child=record["index"] + 1, reward=record["reward"], best_reward=self.best,
+                         seconds=record["seconds"], failed=int(record["status"] not in ("ok", "duplicate")))
+        self.bar.update(1)
+        self.bar.set_postfix(best=f"{self.best:.3f}", last=f"{record['reward']:.3f}")
+        return record
+
+    def _reuse(self, proposal: Proposal, key: str, earlier: dict[str, Any]) -> None:
+        result = ChildResult(earlier["reward"], "duplicate", f"same genotype as child {earlier['index']}", 0.0)
+        self._finish(proposal, key, result, worker="cache", attempts=0, duplicate_of=earlier["index"])
+
+    def run(self) -> dict[str, Any]:
+        """Search until the journal holds ``children`` children; returns timing and the best reward.
+
+        The controller is a 100-unit LSTM: extra intra-op threads only add synchronization (20x slower on a
+        busy 2-core machine), so this process uses one thread while it runs. Children train in their workers.
+        """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.controller_seconds = 0.0
+        for record in self.journal.records[self._replay_from:]:  # finished after the last checkpoint
+            self._observe(record)
+        self.best = max((r["reward"] for r in self.journal.records), default=0.0)
+        self.bar = tqdm(total=cfg.children, initial=len(self.journal), desc=f"search {cfg.strategy}/{cfg.reward}",
+                        disable=not self.progress, unit="child")
+        backend = build_backend(cfg, build_evaluator(cfg))
+        in_flight: dict[int, _InFlight] = {}
+        by_key: dict[str, int] = {}
+        next_task = 0
+        start = time.perf_counter()
+        try:
+            while len(self.journal) < cfg.children:
+                pending = sum(1 + len(f.waiters) for f in in_flight.values())
+                want = min(backend.capacity - len(in_flight), cfg.children - len(self.journal) - pending)
+                tic = time.perf_counter()
+                proposals = self.strategy.propose(max(want, 0))
+                self.controller_seconds += time.perf_counter() - tic
+                for proposal in proposals:
+                    key = genotype_key(proposal.genotype)
+                    if (earlier := self.journal.lookup(key)) is not None:
+                        self._reuse(proposal, key, earlier)
+                    elif key in by_key:
+                        in_flight[by_key[key]].waiters.append(proposal)
+                    else:
+                        seed = zlib.crc32(key.encode()) ^ cfg.seed
+                        backend.submit(Task(next_task, proposal.genotype.to_dict(), seed))
+                        in_flight[next_task], by_key[key] = _InFlight(proposal, key), next_task
+                        next_task += 1
+                for outcome in backend.wait(timeout=1.0 if in_flight else 0.0):
+                    flight = in_flight.pop(outcome.task_id)
+                    del by_key[flight.key]
+                    first = self._finish(flight.proposal, flight.key, outcome.result, worker=outcome.worker,
+                                         attempts=outcome.attempts)
+                    for waiter in flight.waiters:
+                        self._reuse(waiter, flight.key, first)
+        finally:
+            backend.close()
+            self.bar.close()
+        save_search_state(self.out / STATE_NAME, self.strategy.state_dict(), len(self.journal), self.resumes)
+        wall = time.perf_counter() - start
+        summary = {"children": len(self.journal), "wall_seconds": wall, "controller_seconds": self.controller_seconds,
+                   "controller_overhead_pct": 100.0 * self.controller_seconds / wall if wall else 0.0,
+                   "best_reward": self.best}
+        self.metrics.log(child=len(self.journal), **{f"summary/{k}": v for k, v in summary.items()})
+        self.metrics.close()
+        return summary

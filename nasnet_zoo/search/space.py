@@ -1,0 +1,87 @@
+"""The controller's view of the search space: a flat decision sequence <-> a ``Genotype``.
+
+Each block makes 5 decisions in this order: input A, input B, op A, op B, combiner (paper, figure 3). The
+Normal cell's B blocks come first, then the Reduction cell's. Input choices of block b are limited to the
+b + 2 states that exist when it is built; a sampled cell outputs the concatenation of its unused states.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..genotypes import COMBINERS, NUM_CELL_INPUTS, OPS, Block, CellGenotype, Genotype, GenotypeError
+
+#: The kind of each of a block's 5 decisions.
+BLOCK_DECISIONS: tuple[str, ...] = ("input", "input", "op", "op", "combiner")
+CELL_TYPES: tuple[str, ...] = ("normal", "reduction")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """``num_blocks`` blocks per cell (B = 5 in the paper), giving 2 x 5B decisions per child."""
+
+    num_blocks: int = 5
+
+    def __post_init__(self) -> None:
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+
+    @property
+    def num_decisions(self) -> int:
+        return len(CELL_TYPES) * self.num_blocks * len(BLOCK_DECISIONS)
+
+    @property
+    def max_states(self) -> int:
+        """Input choices of the last block: the widest input softmax."""
+        return NUM_CELL_INPUTS + self.num_blocks - 1
+
+    def vocabulary_size(self, kind: str) -> int:
+        return {"input": self.max_states, "op": len(OPS), "combiner": len(COMBINERS)}[kind]
+
+    def step(self, t: int) -> tuple[str, int]:
+        """Kind of decision ``t`` and how many of its choices are valid (inputs are masked to existing states)."""
+        block = (t // len(BLOCK_DECISIONS)) % self.num_blocks
+        kind = BLOCK_DECISIONS[t % len(BLOCK_DECISIONS)]
+        return kind, NUM_CELL_INPUTS + block if kind == "input" else self.vocabulary_size(kind)
+
+    def steps(self) -> list[tuple[str, int]]:
+        return [self.step(t) for t in range(self.num_decisions)]
+
+    def to_genotype(self, decisions: Sequence[int], name: str = "") -> Genotype:
+        if len(decisions) != self.num_decisions:
+            raise GenotypeError(f"expected {self.num_decisions} decisions for {self.num_blocks} blocks per cell, "
+                                f"got {len(decisions)}")
+        for t, d in enumerate(decisions):
+            kind, valid = self.step(t)
+            if not 0 <= int(d) < valid:
+                raise GenotypeError(f"decision {t} ({kind}) is {d}; valid choices are 0..{valid - 1}")
+        per_cell = self.num_blocks * len(BLOCK_DECISIONS)
+        cells = []
+        for c in range(len(CELL_TYPES)):
+            chunk = [int(d) for d in decisions[c * per_cell:(c + 1) * per_cell]]
+            blocks = tuple(
+                Block(inputs=(chunk[i], chunk[i + 1]), ops=(OPS[chunk[i + 2]], OPS[chunk[i + 3]]),
+                      combiner=COMBINERS[chunk[i + 4]])
+                for i in range(0, per_cell, len(BLOCK_DECISIONS)))
+            cell = CellGenotype(blocks=blocks, concat=())
+            cells.append(CellGenotype(blocks=blocks, concat=cell.unused_states()))
+        return Genotype(normal=cells[0], reduction=cells[1], name=name)
+
+    def to_decisions(self, genotype: Genotype) -> list[int]:
+        """Inverse of ``to_genotype`` (the concat list is implied by the blocks, so it is not encoded)."""
+        decisions: list[int] = []
+        for cell_type in CELL_TYPES:
+            cell: CellGenotype = getattr(genotype, cell_type)
+            if len(cell.blocks) != self.num_blocks:
+                raise GenotypeError(f"{cell_type} cell has {len(cell.blocks)} blocks; this space has "
+                                    f"{self.num_blocks}")
+            for block in cell.blocks:
+                decisions += [*block.inputs, OPS.index(block.ops[0]), OPS.index(block.ops[1]),
+                              COMBINERS.index(block.combiner)]
+        return decisions
+
+    def random_decisions(self, rng: np.random.Generator) -> list[int]:
+        """One uniformly random valid decision sequence."""
+        return [int(rng.integers(valid)) for _, valid in self.steps()]
