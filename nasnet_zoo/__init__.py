@@ -14,6 +14,6 @@ from .registry import create_model, is_model, list_models, register_model
 
 __all__ = [
     "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
-    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict", "create_model", "is_model",
-    "list_models", "register_model", "set_drop_path_progress", "__version__",
+    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict",
+    "create_model", "is_model", "list_models", "register_model", "set_drop_path_progress", "__version__",
 ]

@@ -111,6 +111,7 @@ def list_weights(architecture: str | None = None) -> list[str]:
 
 
 def weights_for_model(model_name: str) -> list[str]:
+    """Weight names for one architecture (what ``list_models(pretrained=True)`` asks)."""
     return list_weights(model_name)
 
 
@@ -129,10 +130,11 @@ def get_weights(name: str, model_name: str | None = None) -> Weights:
 
 
 def default_weights(model_name: str) -> Weights:
+    """The entry ``pretrained=True`` loads; a default in ``$NASNET_ZOO_MANIFEST`` wins over the built-in one."""
     defaults = [w for w in load_manifest().values() if w.architecture == model_name and w.default]
     if not defaults:
         raise ValueError(f"{model_name} has no pretrained weights in the manifest; pass pretrained=<file path>")
-    return defaults[0]
+    return defaults[-1]
 
 
 # ---- cache and download -------------------------------------------------------------------------------------
