@@ -124,8 +124,8 @@ def train_batches(dataset: AugmentedDataset, batch_size: int, *, start_step: int
     while True:
         batches = epoch_batches(len(dataset), batch_size, seed=seed, epoch=epoch, rank=rank,
                                 world_size=world_size)[offset:]
-        yield from DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                              persistent_workers=False, pin_memory=torch.cuda.is_available())
+        yield from DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=_own_generator(epoch),
+                              pin_memory=torch.cuda.is_available())
         epoch, offset = epoch + 1, 0
 
 
@@ -134,4 +134,11 @@ def eval_batches(dataset: AugmentedDataset, batch_size: int, *, rank: int, world
     """This process's disjoint share of the evaluation split (all shards together cover it once)."""
     keys = [(0, i) for i in range(rank, len(dataset), world_size)]
     batches = [keys[i:i + batch_size] for i in range(0, len(keys), batch_size)]
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=torch.cuda.is_available())
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=_own_generator(0),
+                      pin_memory=torch.cuda.is_available())
+
+
+def _own_generator(seed: int) -> torch.Generator:
+    """A DataLoader draws its worker seed from this instead of the global RNG, which would otherwise shift the
+    drop-path masks whenever a loader starts (and so differ between a resumed and an uninterrupted run)."""
+    return torch.Generator().manual_seed(seed)
