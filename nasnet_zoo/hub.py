@@ -21,11 +21,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .convert import SOURCES as FOREIGN_SOURCES
 from .convert import convert_state_dict
 from .convert.files import read_weights_file
 from .utils.io import atomic_path
 
-SOURCES = ("ours", "cadene", "timm", "tf")
+SOURCES = ("ours", *FOREIGN_SOURCES)
 FILE_FORMATS = ("safetensors", "pth", "npz", "tf-checkpoint-archive")
 log = logging.getLogger(__name__)
 _REQUIRED_FIELDS = ("name", "architecture", "url", "sha256", "source", "file_format", "num_classes", "dataset",

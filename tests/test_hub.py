@@ -155,7 +155,6 @@ def test_timm_weights_warn_about_padding(reference, home, tmp_path, monkeypatch)
 
 
 def test_tf_checkpoint_archive_needs_tensorflow(home, tmp_path, monkeypatch) -> None:
-    pytest.importorskip("numpy")
     try:
         import tensorflow  # noqa: F401
         pytest.skip("TensorFlow is installed: the missing-TensorFlow message cannot be shown")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..utils.io import atomic_path
+from . import guess_source
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 TF_SLOT_SUFFIXES = ("global_step", "RMSProp", "RMSProp_1", "Momentum")
@@ -24,8 +25,6 @@ TF_INSTALL_HINT = "pip install 'nasnet-zoo[tf]' (TensorFlow), or convert the var
 
 def read_weights_file(path: str | Path, source: str | None = None) -> tuple[dict[str, Any], str, dict[str, str]]:
     """Load a weight file. ``source`` is ``"ours"``, ``"cadene"``, ``"timm"`` or ``"tf"``; guessed when None."""
-    from . import guess_source
-
     path = Path(path)
     if not path.exists() and not Path(f"{path}.index").is_file():
         raise FileNotFoundError(f"weight file {path} does not exist")
