@@ -187,7 +187,7 @@ def test_invalid_genotype_file_is_reported(fake_cifar, tmp_path):
         train(cfg)
 
 
-def test_image_folder_training(tmp_path):
+def test_image_folder_training_with_ema(tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)
     for split, n in (("train", 4), ("val", 2)):
@@ -195,8 +195,12 @@ def test_image_folder_training(tmp_path):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.jpg")
-    result = train(tiny_config(tmp_path, tmp_path / "out", "data.dataset", "folder", "solver.max_steps", "1"))
-    assert result["step"] == 1 and 0 <= result["top1"] <= 100
+    result = train(tiny_config(tmp_path, tmp_path / "out", "data.dataset", "folder", "solver.max_steps", "2",
+                               "solver.ema_decay", "0.5"))
+    assert result["step"] == 2 and 0 <= result["top1"] <= 100 and 0 <= result["top1_raw"] <= 100
+    ema = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)["ema"]
+    exported = load_trained(tmp_path / "out").state_dict()
+    assert all(torch.equal(exported[k], ema[f"module.{k}"]) for k in exported)  # the EMA weights are exported
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["weights"][0]["num_classes"] == 2 and manifest["weights"][0]["input"]["input_size"] == [3, 32, 32]
 
@@ -226,3 +230,26 @@ def test_real_cifar_subset_pipeline(cifar_dir):
     assert (len(data.train), len(data.eval), data.num_classes) == (10000, 2000, 10)
     image, label = data.train[(0, 0)]
     assert image.shape == (3, 32, 32) and 0 <= label < 10
+
+
+def test_cli_reports_config_mistakes(tmp_path, capsys):
+    import runpy
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "train_cls.py"))["main"]
+    assert main(["--output-dir", str(tmp_path), "solver.lrr", "0.1"]) == 2
+    assert "did you mean solver.lr" in capsys.readouterr().err
+    assert main(["--output-dir", str(tmp_path), "solver.lr", "0.1", "--epochs", "1"]) == 2
+    assert "put every --flag before them" in capsys.readouterr().err
+    assert main(["--recipe", "cifar_gpu", "--output-dir", str(tmp_path)]) == 2
+    assert "unknown recipe 'cifar_gpu'" in capsys.readouterr().err
+
+
+def test_pretrained_start_swaps_the_head_for_the_data_set(trained_run):
+    from nasnet_zoo.training.config import ModelSettings
+    from nasnet_zoo.training.model import build_model
+    out, _ = trained_run
+    settings = ModelSettings(pretrained=str(out / "model_final.safetensors"), cells_per_stack=1, filters=8,
+                             stem_multiplier=1.0)
+    model, origin = build_model(settings, num_classes=3)
+    saved = load_trained(out).state_dict()
+    assert model.classifier.out_features == 3 and origin == {"model": "nasnet_a_cifar"}
+    assert torch.equal(model.state_dict()["stem.conv.weight"], saved["stem.conv.weight"])

@@ -54,6 +54,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     flags = {k: getattr(args, k) for k in ("data_dir", "dataset", "image_size", "epochs", "max_steps", "batch_size",
                                            "lr", "model", "genotype", "rank", "cells_per_stack", "filters",
                                            "pretrained", "weights", "output_dir", "device", "seed")}
+    misplaced = [o for o in args.opts[::2] if o.startswith("--")]
+    if misplaced:
+        raise ConfigError(f"{misplaced[0]} comes after the KEY VALUE overrides; put every --flag before them")
     base = args.config_file or (recipe_path(args.recipe) if args.recipe else None)
     if args.resume:
         if not args.output_dir:
