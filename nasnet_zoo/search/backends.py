@@ -9,12 +9,13 @@ from __future__ import annotations
 import collections
 import multiprocessing as mp
 import os
-import queue
 import socket
 import time
 import traceback
 import uuid
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_connections
 from typing import Any, Callable, Protocol
 
 import torch
@@ -93,30 +94,38 @@ class InlineBackend:
         pass
 
 
-def _worker_main(name: str, evaluator: Evaluator, tasks: mp.Queue, results: mp.Queue, device: str,
-                 threads: int, parent: int) -> None:
+def _worker_main(name: str, evaluator: Evaluator, tasks: Connection, results: Connection, device: str,
+                 threads: int) -> None:
     torch.set_num_threads(threads)
-    while os.getppid() == parent:  # an orphan (parent killed) exits instead of waiting forever
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
+    parent = os.getppid()
+    while os.getppid() == parent:  # an orphan exits instead of waiting forever (a dead search also closes tasks)
+        if not tasks.poll(1.0):
             continue
+        try:
+            task = tasks.recv()
+        except EOFError:
+            return
         if task is None:
             return
-        results.put((task.task_id, name, asdict(evaluate_task(evaluator, task, device))))
+        results.send((task.task_id, name, asdict(evaluate_task(evaluator, task, device))))
 
 
 @dataclass
 class _Worker:
     name: str
     process: mp.process.BaseProcess
-    tasks: mp.Queue
+    tasks: Connection
+    results: Connection
     device: str
     task: Task | None = None
 
 
 class LocalBackend:
-    """N worker processes on this machine, each pulling one child at a time (one per GPU when GPUs exist)."""
+    """N worker processes on this machine, each pulling one child at a time (one per GPU when GPUs exist).
+
+    Each worker has its own pipes (no lock shared between processes), so a worker killed at any instant,
+    even mid-send, cannot block the others.
+    """
 
     def __init__(self, evaluator: Evaluator, workers: int, threads_per_worker: int | None = None) -> None:
         if workers < 1:
@@ -125,8 +134,10 @@ class LocalBackend:
         self.capacity = workers
         self.devices = gpu_devices()
         self.threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-        self._ctx = mp.get_context("spawn")  # CUDA and forked parents do not mix
-        self._results = self._ctx.Queue()
+        # A fork server that has imported the child code once: fresh workers start in a fraction of a second,
+        # and none inherits the parent's threads or CUDA state (which plain fork would).
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["nasnet_zoo.search.child"])
         self._pending: collections.deque[Task] = collections.deque()
         self._workers: list[_Worker] = []
         self._spawned = 0
@@ -137,12 +148,14 @@ class LocalBackend:
         name = f"local-{self._spawned}"
         self._spawned += 1
         device = self.devices[slot % len(self.devices)] if self.devices else "cpu"
-        tasks = self._ctx.Queue()
+        task_reader, task_writer = self._ctx.Pipe(duplex=False)
+        result_reader, result_writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=_worker_main, name=name, daemon=True,
-                                    args=(name, self.evaluator, tasks, self._results, device, self.threads,
-                                          os.getpid()))
+                                    args=(name, self.evaluator, task_reader, result_writer, device, self.threads))
         process.start()
-        return _Worker(name, process, tasks, device)
+        task_reader.close()
+        result_writer.close()
+        return _Worker(name, process, task_writer, result_reader, device)
 
     def submit(self, task: Task) -> None:
         self._pending.append(task)
@@ -150,9 +163,9 @@ class LocalBackend:
 
     def _dispatch(self) -> None:
         for worker in self._workers:
-            if worker.task is None and self._pending:
+            if worker.task is None and self._pending and worker.process.is_alive():
                 worker.task = self._pending.popleft()
-                worker.tasks.put(worker.task)
+                worker.tasks.send(worker.task)
 
     def wait(self, timeout: float) -> list[Outcome]:
         dead = [w for w in self._workers if not w.process.is_alive()]  # before draining: their results are sent
@@ -160,6 +173,8 @@ class LocalBackend:
         for worker in dead:
             slot = self._workers.index(worker)
             task = worker.task
+            worker.tasks.close()
+            worker.results.close()
             self._workers[slot] = self._spawn(slot)
             if task is None:
                 continue
@@ -173,29 +188,35 @@ class LocalBackend:
 
     def _drain(self, timeout: float) -> list[Outcome]:
         outcomes = []
-        try:
-            item = self._results.get(timeout=timeout) if timeout > 0 else self._results.get_nowait()
-            while True:
-                outcomes.append(self._finish(*item))
-                item = self._results.get_nowait()
-        except queue.Empty:
-            pass
+        busy = {w.results: w for w in self._workers if w.task is not None}
+        while busy:
+            ready = wait_for_connections(list(busy), timeout)
+            if not ready:
+                break
+            for conn in ready:
+                worker = busy.pop(conn)
+                try:
+                    task_id, name, result = conn.recv()
+                except EOFError:  # died without an answer: wait() retries its task
+                    continue
+                outcomes.append(Outcome(task_id, ChildResult(**result), name, worker.task.attempt))
+                worker.task = None
+            timeout = 0.0
         return outcomes
-
-    def _finish(self, task_id: int, name: str, result: dict[str, Any]) -> Outcome:
-        worker = next(w for w in self._workers if w.name == name)
-        attempts = worker.task.attempt if worker.task else 1
-        worker.task = None
-        return Outcome(task_id, ChildResult(**result), name, attempts)
 
     def close(self) -> None:
         for worker in self._workers:
-            worker.tasks.put(None)
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
         for worker in self._workers:
             worker.process.join(timeout=10)
             if worker.process.is_alive():
                 worker.process.terminate()
                 worker.process.join()
+            worker.tasks.close()
+            worker.results.close()
 
 
 _RAY_EVALUATORS: dict[str, Evaluator] = {}

@@ -1,0 +1,154 @@
+"""Child training and the work queues on real CIFAR-10: local processes, Ray, worker deaths, SIGKILL + resume."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nasnet_zoo import NASNET_A
+from nasnet_zoo.search import OracleReward, SearchConfig, SearchRun, SearchSpace
+from nasnet_zoo.search.backends import LocalBackend, Task
+from nasnet_zoo.search.child import ChildConfig, ProxyData, train_child
+from nasnet_zoo.search.rewards import ChildResult
+from nasnet_zoo.search.state import STATE_NAME, load_search_state
+from nasnet_zoo.utils.io import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CHILD = ["--child-train-size", "64", "--child-val-size", "50", "--child-image-size", "8", "--child-filters",
+              "4", "--child-cells", "1", "child.batch_size", "32"]
+
+
+def tiny_child_config(**kw) -> ChildConfig:
+    return ChildConfig(**{"epochs": 1, "train_size": 64, "val_size": 50, "image_size": 8, "filters": 4, "cells": 1,
+                          "batch_size": 32, **kw})
+
+
+def test_proxy_data_holds_validation_out_of_the_training_batches(cifar_dir):
+    data = ProxyData.load(cifar_dir, ChildConfig(train_size=0, val_size=500, image_size=16))
+    assert data.val_x.shape == (500, 3, 16, 16) and len(data.train_y) == 10000 - 500
+    assert np.bincount(data.val_y.numpy(), minlength=10).tolist() == [50] * 10
+    assert -1.0 <= float(data.train_x.min()) and float(data.train_x.max()) <= 1.0
+    # no validation image is a training image
+    train = {x.numpy().tobytes() for x in data.train_x[:2000]}
+    assert not any(x.numpy().tobytes() in train for x in data.val_x)
+
+
+def test_child_trains_and_failures_give_reward_zero_with_the_reason(cifar_dir):
+    data = ProxyData.load(cifar_dir, tiny_child_config())
+    ok = train_child(NASNET_A, data, tiny_child_config(), seed=0)
+    assert ok.status == "ok" and 0.0 <= ok.reward <= 1.0 and ok.info["params"] > 0
+    nan = train_child(NASNET_A, data, tiny_child_config(lr=1e30), seed=0)
+    assert (nan.status, nan.reward) == ("nan", 0.0) and "loss became" in nan.reason
+    slow = train_child(NASNET_A, data, tiny_child_config(time_limit_s=1e-6), seed=0)
+    assert (slow.status, slow.reward) == ("timeout", 0.0) and "time_limit_s" in slow.reason
+
+
+class DiesOnce:
+    """Kills its worker process the first time it sees a task seed (every time for ``always``), else succeeds."""
+
+    def __init__(self, folder: str, always: int) -> None:
+        self.folder, self.always = folder, always
+
+    def __call__(self, genotype, seed=0, device="cpu") -> ChildResult:
+        marker = Path(self.folder) / f"seen-{seed}"
+        if seed == self.always or not marker.exists():
+            marker.touch()
+            os._exit(3)
+        return ChildResult(0.5, "ok", "", 0.0)
+
+
+def test_a_worker_that_dies_has_its_child_retried_once(tmp_path):
+    backend = LocalBackend(DiesOnce(str(tmp_path), always=13), workers=1, threads_per_worker=1)
+    outcomes, deadline = [], time.time() + 120
+    try:
+        for task_id, seed in enumerate((11, 12, 13)):
+            backend.submit(Task(task_id, NASNET_A.to_dict(), seed=seed))
+        while len(outcomes) < 3 and time.time() < deadline:
+            outcomes += backend.wait(1.0)
+    finally:
+        backend.close()
+    outcomes.sort(key=lambda o: o.task_id)
+    assert [(o.result.status, o.result.reward, o.attempts) for o in outcomes] == [
+        ("ok", 0.5, 2), ("ok", 0.5, 2), ("worker_died", 0.0, 2)]
+    assert "exited with code 3" in outcomes[2].result.reason
+
+
+def _proxy_config(tmp_path: Path, cifar_dir: Path, backend: str, children: int) -> SearchConfig:
+    cfg = SearchConfig(reward="proxy", data_dir=str(cifar_dir), backend=backend, workers=2, children=children,
+                       output_dir=str(tmp_path / backend))
+    cfg.child = tiny_child_config()
+    cfg.ppo.minibatch = 2
+    return cfg
+
+
+def _check_proxy_journal(cfg: SearchConfig) -> list[dict]:
+    records = read_jsonl(Path(cfg.output_dir) / "journal.jsonl")
+    assert [r["index"] for r in records] == list(range(cfg.children))
+    assert all(r["status"] == "ok" and 0.0 <= r["reward"] <= 1.0 and r["seconds"] > 0 for r in records)
+    assert load_search_state(Path(cfg.output_dir) / STATE_NAME)["strategy"]["updates"] == cfg.children // 2
+    return records
+
+
+def test_proxy_search_on_two_local_workers(tmp_path, cifar_dir):
+    cfg = _proxy_config(tmp_path, cifar_dir, "local", 4)
+    SearchRun(cfg, progress=False).run()
+    records = _check_proxy_journal(cfg)
+    assert {r["worker"] for r in records} <= {"local-0", "local-1"} and len({r["worker"] for r in records}) == 2
+
+
+@pytest.mark.slow
+def test_proxy_search_on_a_local_ray_with_two_workers(tmp_path, cifar_dir):
+    pytest.importorskip("ray")
+    cfg = _proxy_config(tmp_path, cifar_dir, "ray", 4)
+    cfg.ray_address = "local"
+    SearchRun(cfg, progress=False).run()
+    _check_proxy_journal(cfg)
+
+
+def _start(out: Path, children: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tools" / "search.py"), "--reward", "oracle", "--backend", "inline",
+         "--children", str(children), "--output-dir", str(out), "--no-progress", "--seed", "4"]
+        + (["--resume"] if (out / "config.yaml").exists() else []),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+
+
+def _kill_when(process: subprocess.Popen, journal: Path, lines: int, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= lines:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"search ended or stalled before {lines} children: {process.stderr.read().decode()}")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_loses_no_child_and_counts_none_twice(tmp_path):
+    out, children = tmp_path / "run", 400
+    journal = out / "journal.jsonl"
+    _kill_when(_start(out, children), journal, 130)       # mid-way between two PPO updates
+    before = read_jsonl(journal)
+    assert 130 <= len(before) < children
+    _kill_when(_start(out, children), journal, len(before) + 101)
+    middle = read_jsonl(journal)
+    assert middle[:len(before)] == before               # finished children are never rewritten
+    process = _start(out, children)
+    assert process.wait(timeout=300) == 0, process.stderr.read().decode()
+    records = read_jsonl(journal)
+    assert records[:len(middle)] == middle
+    assert [r["index"] for r in records] == list(range(children))
+    state = load_search_state(out / STATE_NAME)
+    # every finished child went into exactly one PPO minibatch: updates and leftovers add up to the count
+    assert state["observed"] == children and state["resumes"] == 2
+    assert state["strategy"]["updates"] * 20 + len(state["strategy"]["buffer"]) == children
+    oracle = OracleReward(SearchSpace(), seed=4)
+    assert all(r["reward"] == oracle(SearchSpace().to_genotype(r["decisions"])).reward for r in records)
