@@ -194,3 +194,20 @@ def test_manifest_lists_the_published_weights(monkeypatch) -> None:
         assert w.url.startswith(("http://", "https://")) and w.metrics["top1"] > 70
     with pytest.raises(ValueError, match="did you mean"):
         hub.get_weights("tf_in1kk", "nasnet_a_mobile")
+
+
+def test_bad_manifests_and_corrupt_archives(home, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NASNET_ZOO_MANIFEST", str(tmp_path / "nowhere.json"))
+    with pytest.raises(FileNotFoundError, match="NASNET_ZOO_MANIFEST=.*nowhere.json is not a file"):
+        hub.list_weights()
+    broken = entry("nasnet_a_mobile.x", "http://example.invalid/a.pth", None)
+    del broken["license"]
+    use_manifest(tmp_path, monkeypatch, broken)
+    with pytest.raises(ValueError, match=r"'nasnet_a_mobile.x' has missing fields \['license'\]"):
+        hub.list_weights()
+    home.mkdir()
+    (home / "truncated.tar.gz").write_bytes(b"\x1f\x8b\x08 not really gzip")
+    use_manifest(tmp_path, monkeypatch, entry("nasnet_a_mobile.slim", "http://example.invalid/truncated.tar.gz", None,
+                                              source="tf", file_format="tf-checkpoint-archive", num_classes=1001))
+    with pytest.raises(ValueError, match="not a readable .tar.gz archive .*download it again"):
+        nasnet_zoo.create_model("nasnet_a_mobile", pretrained="slim")
