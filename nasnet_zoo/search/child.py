@@ -125,7 +125,8 @@ def train_child(genotype: Genotype, data: ProxyData, config: ChildConfig, *, dev
                 return stop("timeout", f"exceeded child.time_limit_s={config.time_limit_s:g}s at epoch {epoch} "
                                        f"step {step}")
     accuracy = evaluate_accuracy(model, data.val_x, data.val_y, device, config.batch_size * 4, use_amp)
-    return ChildResult(accuracy, "ok", "", time.perf_counter() - start, {"params": params, "loss": loss.item()})
+    return ChildResult(accuracy, "ok", "", time.perf_counter() - start,
+                       {"params": params, "loss": loss.item(), "device": str(device)})
 
 
 @torch.no_grad()
