@@ -1,1 +1,9 @@
 """Faster R-CNN detectors with NASNet backbones (installed as ``nasnet_zoo.detection``)."""
+from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone, ShapeSpec
+from .builders import build_detector, list_detectors, register_detector
+from .freeze import freeze_batchnorm, set_trainable_stages
+
+__all__ = [
+    "ConvRPNHead", "NASNetBoxHead", "NASNetFPNBackbone", "NASNetRPNBackbone", "ShapeSpec", "build_detector",
+    "freeze_batchnorm", "list_detectors", "register_detector", "set_trainable_stages",
+]

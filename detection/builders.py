@@ -1,0 +1,179 @@
+"""Detector registry: Faster R-CNN with NASNet backbones in two designs, for named or searched cells.
+
+Everything detection-specific (RPN, RoIHeads, anchors, box coder, RoIAlign, FPN) is torchvision's; this module
+only wires NASNet cells into it.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops import MultiScaleRoIAlign
+
+from nasnet_zoo.genotypes import NASNET_A, Genotype
+from nasnet_zoo.nasnet import NASNet, build_nasnet
+from nasnet_zoo.registry import create_model
+
+from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
+from .freeze import freeze_batchnorm, set_trainable_stages
+
+_DETECTORS: dict[str, Callable[..., FasterRCNN]] = {}
+_TF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def register_detector(fn: Callable[..., FasterRCNN]) -> Callable[..., FasterRCNN]:
+    if fn.__name__ in _DETECTORS:
+        raise ValueError(f"detector {fn.__name__!r} is registered twice")
+    _DETECTORS[fn.__name__] = fn
+    return fn
+
+
+def list_detectors() -> list[str]:
+    return sorted(_DETECTORS)
+
+
+def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | Mapping[str, Any] | None = None,
+                   **options: Any) -> FasterRCNN:
+    """Build a registered detector.
+
+    ``num_classes`` counts the background (91 for COCO's id space, 81 for contiguous COCO labels).
+    ``backbone_weights``: a weight tag or file for named backbones, or a NASNet classifier state dict.
+    Options: see :func:`fasterrcnn_nasnet_fpn` and :func:`fasterrcnn_nasnet_nas`.
+    """
+    if name not in _DETECTORS:
+        close = difflib.get_close_matches(name, _DETECTORS, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown detector {name!r}{hint}; available: {', '.join(list_detectors())}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
+    return _DETECTORS[name](num_classes=num_classes, backbone_weights=backbone_weights, **options)
+
+
+# ---- backbone construction ---------------------------------------------------------------------------------
+def _load_classifier_state(model: NASNet, state: Mapping[str, Any] | str | Path) -> None:
+    """Load NASNet classifier weights into a headless NASNet (classifier and aux head are dropped)."""
+    if isinstance(state, (str, Path)):
+        path = Path(state)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights {path} do not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model", state)  # type: ignore[union-attr]
+    head = ("classifier.", "aux_head.")
+    body = {k: v for k, v in state.items() if not k.startswith(head)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    missing, unexpected = sorted(set(own) - set(body)), sorted(set(body) - set(own))
+    mismatched = [k for k in set(own) & set(body) if own[k].shape != body[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"backbone weights do not fit this backbone: {len(missing)} missing, {len(unexpected)} "
+                         f"unexpected, {len(mismatched)} wrongly shaped tensors (e.g. {(missing + unexpected + mismatched)[:3]}); "
+                         "were they saved from another architecture or width?")
+    model.load_state_dict(body, strict=False)
+
+
+def _make_nasnet(arch: str | None, genotype: Genotype, backbone_args: Mapping[str, Any],
+                 backbone_weights: str | Mapping[str, Any] | None) -> NASNet:
+    args = {"aux_head": False, "num_classes": 0, **backbone_args}
+    if arch is not None:
+        if isinstance(backbone_weights, str) and not Path(backbone_weights).is_file():
+            args["num_classes"] = backbone_args.get("num_classes", 1000)  # the hub loads full classifiers
+            return create_model(arch, pretrained=backbone_weights, **args)  # type: ignore[return-value]
+        model = create_model(arch, **args)
+    else:
+        if "cells_per_stack" not in args or not ({"num_conv_filters", "penultimate_filters"} & set(args)):
+            raise ValueError("a custom genotype needs backbone_args with cells_per_stack and num_conv_filters "
+                             "(or penultimate_filters)")
+        model = build_nasnet(genotype, **args)
+    if backbone_weights is not None:
+        _load_classifier_state(model, backbone_weights)  # type: ignore[arg-type]
+    return model  # type: ignore[return-value]
+
+
+def _prepare(model: NASNet, frozen_bn: bool, trainable_stages: int) -> None:
+    set_trainable_stages(model, trainable_stages)
+    if frozen_bn:
+        freeze_batchnorm(model)
+
+
+def _transform_args(model: NASNet, min_size: int | Sequence[int], max_size: int) -> dict[str, Any]:
+    mean = tuple(model.pretrained_cfg.get("mean", _TF_NORM[0]))
+    std = tuple(model.pretrained_cfg.get("std", _TF_NORM[1]))
+    # size_divisible=32 keeps every SAME padding static, which keeps the forward traceable for ONNX.
+    return dict(min_size=min_size, max_size=max_size, image_mean=list(mean), image_std=list(std), size_divisible=32)
+
+
+# ---- the two designs ---------------------------------------------------------------------------------------
+def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
+                          arch: str | None = None, genotype: Genotype = NASNET_A,
+                          backbone_args: Mapping[str, Any] | None = None, frozen_bn: bool = True,
+                          trainable_stages: int = 3, fpn_channels: int = 256,
+                          anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+                          aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), box_head_dim: int = 1024,
+                          min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
+    """Design (a): FPN over the stride 4/8/16/32 maps plus a pooled P6, shared RPN and RoI heads."""
+    nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
+    _prepare(nasnet, frozen_bn, trainable_stages)
+    backbone = NASNetFPNBackbone(nasnet, fpn_channels)
+    levels = len(backbone.output_shape())
+    if len(anchor_sizes) != levels:
+        raise ValueError(f"anchor_sizes needs one size per FPN level ({levels}), got {tuple(anchor_sizes)}")
+    anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes), (tuple(aspect_ratios),) * levels)
+    roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_dim)
+    return FasterRCNN(backbone, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, box_head=box_head,
+                      box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
+                      **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+
+
+def fasterrcnn_nasnet_nas(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
+                          arch: str | None = None, genotype: Genotype = NASNET_A,
+                          backbone_args: Mapping[str, Any] | None = None, frozen_bn: bool = True,
+                          trainable_stages: int = 3, rpn_conv_channels: int = 512,
+                          anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+                          aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), roi_output_size: int = 14,
+                          min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
+    """Design (b), the paper's: RPN on the last two stride-16 cells concatenated; the last reduction cell and
+    the last stack run per proposal on ``roi_output_size`` RoIAligned crops as the second stage."""
+    nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
+    _prepare(nasnet, frozen_bn, trainable_stages)
+    backbone = NASNetRPNBackbone(nasnet)
+    box_head = NASNetBoxHead(nasnet)
+    anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
+    rpn_head = ConvRPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], rpn_conv_channels)
+    roi_pool = MultiScaleRoIAlign(["0"], output_size=roi_output_size, sampling_ratio=2)
+    return FasterRCNN(backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_roi_pool=roi_pool,
+                      box_head=box_head, box_predictor=FastRCNNPredictor(box_head.out_channels, num_classes),
+                      **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+
+
+register_detector(fasterrcnn_nasnet_fpn)
+register_detector(fasterrcnn_nasnet_nas)
+
+
+@register_detector
+def fasterrcnn_nasnet_a_mobile_fpn(**options: Any) -> FasterRCNN:
+    """NASNet-A Mobile (4 @ 1056) + FPN."""
+    return fasterrcnn_nasnet_fpn(arch="nasnet_a_mobile", **options)
+
+
+@register_detector
+def fasterrcnn_nasnet_a_large_fpn(**options: Any) -> FasterRCNN:
+    """NASNet-A Large (6 @ 4032) + FPN."""
+    return fasterrcnn_nasnet_fpn(arch="nasnet_a_large", **options)
+
+
+@register_detector
+def fasterrcnn_nasnet_a_mobile_nas(**options: Any) -> FasterRCNN:
+    """NASNet-A Mobile in the paper's split design."""
+    return fasterrcnn_nasnet_nas(arch="nasnet_a_mobile", **options)
+
+
+@register_detector
+def fasterrcnn_nasnet_a_large_nas(**options: Any) -> FasterRCNN:
+    """NASNet-A Large in the paper's split design (the paper's COCO model)."""
+    return fasterrcnn_nasnet_nas(arch="nasnet_a_large", **options)

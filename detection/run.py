@@ -1,0 +1,157 @@
+"""What ``tools/train_det.py`` does: build data and model from a config, then train and/or evaluate."""
+from __future__ import annotations
+
+import logging
+import random
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from nasnet_zoo.config import dump_config
+from nasnet_zoo.genotypes import Genotype
+from nasnet_zoo.utils.distributed import DistInfo, cleanup_distributed, init_distributed
+
+from .builders import build_detector
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_identity
+from .coco import CocoDetection
+from .config import DetConfig
+from .demo_data import DigitsSpec, build_digits_dataset
+from .demo_pretrain import pretrain_on_digits
+from .engine import evaluate_and_report, make_train_state, train
+from .transforms import RandomHorizontalFlip
+
+log = logging.getLogger(__name__)
+
+
+def uses_demo_data(cfg: DetConfig) -> bool:
+    return not (cfg.data.train_ann or cfg.data.val_ann)
+
+
+@contextmanager
+def main_process_first(dist_info: DistInfo) -> Iterator[None]:
+    """Rank 0 runs the block first (it fills a cache); the others run it afterwards and find the cache."""
+    if dist_info.distributed and not dist_info.is_main:
+        torch.distributed.barrier()
+    yield
+    if dist_info.distributed and dist_info.is_main:
+        torch.distributed.barrier()
+
+
+def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo) -> None:
+    """Point the config at the embedded digits dataset and a digit-pretrained backbone (both cached)."""
+    demo = cfg.demo
+    spec = DigitsSpec(num_train=demo.num_train, num_val=demo.num_val, canvas=demo.canvas, min_digit=demo.min_digit,
+                      max_digit=demo.max_digit, max_per_image=demo.max_per_image, seed=cfg.seed)
+    with main_process_first(dist_info):
+        paths = build_digits_dataset(spec)
+    if dist_info.is_main:
+        print(f"demo data: scikit-learn digits on {spec.canvas}px canvases, {spec.num_train} train / "
+              f"{spec.num_val} val images, COCO format in {paths.root}", flush=True)
+    cfg.data.train_images, cfg.data.train_ann = str(paths.train_images), str(paths.train_ann)
+    cfg.data.val_images, cfg.data.val_ann = str(paths.val_images), str(paths.val_ann)
+    if demo.pretrain_steps > 0 and not cfg.model.backbone_weights:
+        with main_process_first(dist_info):
+            weights = pretrain_on_digits(_backbone_arch(cfg.model.name), cfg.model.backbone_args, spec,
+                                         demo.pretrain_steps, demo.pretrain_batch, device=device)
+        cfg.model.backbone_weights = str(weights)
+
+
+def _backbone_arch(model_name: str) -> str:
+    for arch in ("nasnet_a_mobile", "nasnet_a_large"):
+        if arch in model_name:
+            return arch
+    raise ValueError(f"demo backbone pretraining needs a named NASNet-A detector, not {model_name!r}; "
+                     "set MODEL.BACKBONE_WEIGHTS or DEMO.PRETRAIN_STEPS 0")
+
+
+def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
+    options: dict[str, Any] = dict(cfg.model.options)
+    if cfg.model.genotype:
+        options["genotype"] = Genotype.load(cfg.model.genotype)
+    weights = cfg.model.backbone_weights or None
+    sizes = list(cfg.input.min_size)
+    return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
+                          backbone_args=dict(cfg.model.backbone_args), frozen_bn=cfg.model.frozen_bn,
+                          trainable_stages=cfg.model.trainable_stages,
+                          min_size=sizes if len(sizes) > 1 else sizes[0], max_size=cfg.input.max_size,
+                          box_detections_per_img=cfg.test.detections_per_img, **options)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None) -> dict[str, float]:
+    """Train (unless ``eval_only``) and evaluate; returns the COCO metrics on rank 0."""
+    cfg.validate()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    dist_info, device = init_distributed(cfg.device)
+    try:
+        return _run(cfg, dist_info, device, resume, eval_only, weights)
+    finally:
+        cleanup_distributed()
+
+
+def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool, eval_only: bool,
+         weights: str | None) -> dict[str, float]:
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _seed_everything(cfg.seed + dist_info.rank)
+    if eval_only and not weights:
+        raise ValueError("--eval-only needs --weights PATH (for example OUTPUT/model_final.pth)")
+    if uses_demo_data(cfg):
+        prepare_demo(cfg, device, dist_info)
+    val = CocoDetection(cfg.data.val_images, cfg.data.val_ann, train=False) if cfg.data.val_ann else None
+    train_set = None
+    if not eval_only:
+        train_set = CocoDetection(cfg.data.train_images, cfg.data.train_ann, train=True,
+                                  keep_empty=cfg.data.keep_empty,
+                                  transforms=RandomHorizontalFlip(cfg.input.hflip_prob))
+    reference = train_set or val
+    assert reference is not None  # validate() guarantees one of them
+    if val is not None and train_set is not None and val.categories.coco_ids != train_set.categories.coco_ids:
+        raise ValueError(f"train and val annotation files list different categories ({len(train_set.categories.coco_ids)}"
+                         f" vs {len(val.categories.coco_ids)}); use files from the same dataset")
+    categories = reference.categories
+    identity = model_identity(cfg.model.name, categories.num_classes, list(categories.coco_ids))
+    model = build_model(cfg, categories.num_classes).to(device)
+    if dist_info.is_main:
+        dump_config(cfg, output_dir / "config.yaml")
+
+    if eval_only:
+        load_checkpoint(weights, model, identity)  # type: ignore[arg-type]
+        if val is None:
+            raise ValueError("--eval-only needs --val-images and --val-ann")
+        return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
+                                   vis=cfg.test.vis, vis_score_thresh=cfg.test.vis_score_thresh)
+
+    state = make_train_state(model, cfg.solver, device)
+    checkpoint = output_dir / CHECKPOINT_NAME
+    if resume and checkpoint.is_file():
+        state.restore(load_checkpoint(checkpoint, model, identity))
+        print(f"resumed from {checkpoint} at iteration {state.iteration}", flush=True)
+    elif resume:
+        print(f"--resume: no checkpoint in {output_dir}, starting from iteration 0", flush=True)
+    elif weights:
+        load_checkpoint(weights, model, identity)
+
+    def eval_hook(iteration: int) -> None:
+        if val is not None:
+            evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
+                                iteration=iteration)
+
+    assert train_set is not None
+    train(state, train_set, cfg.solver, device=device, dist_info=dist_info, output_dir=output_dir, identity=identity,
+          seed=cfg.seed, num_workers=cfg.data.num_workers, grouping=cfg.data.aspect_ratio_grouping,
+          eval_hook=eval_hook, eval_period=cfg.test.eval_period)
+    if val is None:
+        return {}
+    return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
+                               vis=cfg.test.vis, vis_score_thresh=cfg.test.vis_score_thresh, iteration=state.iteration)
+

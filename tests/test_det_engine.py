@@ -1,0 +1,196 @@
+"""Training engine and CLI: end to end on the demo path, resume after a kill, NaN guard, DDP with gloo."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasnet_zoo.config import load_config
+from nasnet_zoo.detection import build_detector
+from nasnet_zoo.detection.checkpoint import CheckpointError, load_checkpoint, model_identity, save_checkpoint
+from nasnet_zoo.detection.config import DetConfig, SolverConfig
+from nasnet_zoo.detection.engine import lr_factor
+from nasnet_zoo.detection.evaluate import METRIC_NAMES
+from nasnet_zoo.utils.io import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "train_det.py"
+DEMO_YAML = REPO / "configs" / "det" / "demo.yaml"
+TINY_MODEL = "{cells_per_stack: 1, num_conv_filters: 4, stem_multiplier: 0.25}"
+TINY_OPTIONS = ("{fpn_channels: 16, box_head_dim: 32, anchor_sizes: [8, 16, 32, 64, 128], "
+                "box_batch_size_per_image: 16, rpn_batch_size_per_image: 32, rpn_pre_nms_top_n_train: 100, "
+                "rpn_post_nms_top_n_train: 32, rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 16}")
+#: The demo config shrunk to seconds: 8 train / 4 val canvases of 64 px, a 4-filter NASNet-A.
+TINY = ["DEMO.NUM_TRAIN", "8", "DEMO.NUM_VAL", "4", "DEMO.CANVAS", "64", "DEMO.MIN_DIGIT", "16",
+        "DEMO.MAX_DIGIT", "28", "DEMO.PRETRAIN_STEPS", "0", "MODEL.BACKBONE_ARGS", TINY_MODEL,
+        "MODEL.OPTIONS", TINY_OPTIONS, "INPUT.MIN_SIZE", "[64]", "INPUT.MAX_SIZE", "64",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("nasnet_zoo_home")
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "NASNET_ZOO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def _train_det(home: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(TOOL), *args], env=_env(home), capture_output=True, text=True,
+                            timeout=timeout, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_lr_schedule_warmup_steps_and_cosine():
+    solver = SolverConfig(max_iter=100, warmup_iters=10, warmup_factor=0.1, steps=[50, 80], gamma=0.1)
+    assert lr_factor(0, solver) == pytest.approx(0.1)
+    assert lr_factor(5, solver) == pytest.approx(0.55)
+    assert [lr_factor(i, solver) for i in (10, 49, 50, 80)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    cosine = SolverConfig(max_iter=100, warmup_iters=0, lr_schedule="cosine")
+    assert [lr_factor(i, cosine) for i in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_demo_path_trains_evaluates_draws_and_reloads(home, tmp_path):
+    out = tmp_path / "run"
+    result = _train_det(home, "--output-dir", str(out), "--max-iter", "3", "--vis", "2", *TINY,
+                        "DEMO.PRETRAIN_STEPS", "2")
+    assert "demo data: scikit-learn digits" in result.stdout and "held-out digit accuracy" in result.stdout
+    metrics = json.loads((out / "coco_eval.json").read_text())
+    assert list(metrics) == list(METRIC_NAMES) and all(-1 <= v <= 1 for v in metrics.values())
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["iter"] for r in records if "loss" in r] == [1, 2, 3] and all(r["loss"] > 0 for r in records if "loss" in r)
+    assert any(p.name.startswith("events.") for p in (out / "tensorboard").iterdir())
+    assert len(list((out / "vis").glob("*.png"))) == 2
+    assert (out / "model_final.pth").is_file() and (out / "config.yaml").is_file()
+    for line in METRIC_NAMES[:3]:
+        assert line in result.stdout
+
+    evaluated = tmp_path / "eval"
+    _train_det(home, "--eval-only", "--weights", str(out / "model_final.pth"), "--output-dir", str(evaluated), *TINY)
+    assert json.loads((evaluated / "coco_eval.json").read_text()) == pytest.approx(metrics)
+
+
+def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path):
+    out = tmp_path / "run"
+    args = [str(TOOL), "--output-dir", str(out), "--max-iter", "40", *TINY, "SOLVER.CHECKPOINT_PERIOD", "3",
+            "SOLVER.BASE_LR", "0.01"]
+    proc = subprocess.Popen([sys.executable, *args], env=_env(home), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 200
+        while time.time() < deadline and proc.poll() is None:
+            if any(r.get("iter", 0) >= 5 for r in read_jsonl(out / "metrics.jsonl")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = {r["iter"]: r for r in read_jsonl(out / "metrics.jsonl")}
+    saved = torch.load(out / "checkpoint.pth", weights_only=False)["iteration"]
+    assert saved % 3 == 0 and saved >= 3
+
+    result = _train_det(home, "--resume", *args[1:])
+    assert f"resumed from {out / 'checkpoint.pth'} at iteration {saved}" in result.stdout
+    records = read_jsonl(out / "metrics.jsonl")
+    after = [r for r in records[len(before):] if "loss" in r]
+    assert after[0]["iter"] == saved + 1 and after[-1]["iter"] == 40
+    replayed = [r for r in after if r["iter"] in before]
+    assert replayed, "the killed run logged nothing after its last checkpoint"
+    for record in replayed:  # same data, RNG and optimizer state: the replayed iterations are identical
+        assert record["lr"] == pytest.approx(before[record["iter"]]["lr"], rel=1e-9)
+        assert record["loss"] == pytest.approx(before[record["iter"]]["loss"], rel=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(home, tmp_path, monkeypatch):
+    import torchvision.models.detection.roi_heads as roi_heads
+    from nasnet_zoo.detection.run import run
+
+    calls = {"n": 0}
+    real_loss = roi_heads.fastrcnn_loss
+
+    def loss_turning_nan(*a, **k):
+        calls["n"] += 1
+        cls, box = real_loss(*a, **k)
+        return (cls * float("nan"), box) if calls["n"] >= 5 else (cls, box)
+
+    monkeypatch.setattr(roi_heads, "fastrcnn_loss", loss_turning_nan)
+    monkeypatch.setenv("NASNET_ZOO_HOME", str(home))
+    threads = torch.get_num_threads()
+    cfg = load_config(DetConfig(), DEMO_YAML, TINY + ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "20",
+                                                      "SOLVER.CHECKPOINT_PERIOD", "2"])
+    try:
+        with pytest.raises(FloatingPointError, match=r"at iteration 5 .*Last good checkpoint: .*iteration 4"):
+            run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    assert ckpt["iteration"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "model_final.pth").exists()
+
+
+def _tiny_detector(num_classes: int):
+    return build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=num_classes,
+                          backbone_args=dict(cells_per_stack=1, num_conv_filters=4, stem_multiplier=0.25),
+                          fpn_channels=16, box_head_dim=32)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    model = _tiny_detector(3)
+    identity = model_identity("fasterrcnn_nasnet_a_mobile_fpn", 3, [1, 2])
+    save_checkpoint(tmp_path / "a.pth", model, identity)
+    load_checkpoint(tmp_path / "a.pth", _tiny_detector(3), identity)  # the same model loads
+    with pytest.raises(CheckpointError, match="num_classes=3, but this run builds num_classes=5"):
+        load_checkpoint(tmp_path / "a.pth", _tiny_detector(5), model_identity("fasterrcnn_nasnet_a_mobile_fpn", 5,
+                                                                              [1, 2, 3, 4]))
+    other = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=3, fpn_channels=16, box_head_dim=32,
+                           backbone_args=dict(cells_per_stack=1, num_conv_filters=8, stem_multiplier=0.25))
+    with pytest.raises(CheckpointError, match="checkpoint of another model"):
+        load_checkpoint(tmp_path / "a.pth", other, identity)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "junk.pth", model, identity)
+    # NaN weights are never written over a good checkpoint
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    good = (tmp_path / "a.pth").read_bytes()
+    with pytest.raises(FloatingPointError, match="previous checkpoint is kept"):
+        save_checkpoint(tmp_path / "a.pth", model, identity)
+    assert (tmp_path / "a.pth").read_bytes() == good
+
+
+def test_ddp_with_two_gloo_processes(home, tmp_path):
+    ddp_out = tmp_path / "ddp"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(TOOL), "--output-dir", str(ddp_out), "--max-iter", "3", "--device", "cpu", *TINY],
+                            env=_env(home), capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [r["iter"] for r in read_jsonl(ddp_out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
+    assert list(json.loads((ddp_out / "coco_eval.json").read_text())) == list(METRIC_NAMES)
+    assert torch.load(ddp_out / "model_final.pth", weights_only=False)["iteration"] == 3
+
+
+def test_cli_errors_are_clear(home, tmp_path):
+    def fails(*args: str) -> str:
+        result = subprocess.run([sys.executable, str(TOOL), *args], env=_env(home), capture_output=True, text=True,
+                                timeout=120, cwd=REPO)
+        assert result.returncode != 0
+        return result.stderr
+
+    assert "unknown config key 'SOLVER.BASE_LRR'" in fails("SOLVER.BASE_LRR", "0.1")
+    assert "give both --train-images and --train-ann" in fails("--train-ann", "x.json")
+    assert "annotation file" in fails("--train-images", str(tmp_path), "--train-ann", str(tmp_path / "missing.json"))
+    try:
+        import detectron2  # noqa: F401
+    except ImportError:
+        assert "detectron2" in fails("--engine", "detectron2")
