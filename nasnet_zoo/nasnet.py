@@ -201,21 +201,31 @@ class NASNet(nn.Module):
 
     # ---- input checks --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError that names the expected input and the likely fix (skipped while tracing)."""
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return
-        expected = f"a float tensor [N, {self.config.in_chans}, H, W] with H, W >= {self.config.min_input_size}"
+        c, side = self.config.in_chans, self.config.min_input_size
+        expected = f"a float tensor [N, {c}, H, W] with H, W >= {side}"
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected {expected}, got {type(x).__name__}")
+            raise ValueError(f"expected {expected}, got {type(x).__name__}; convert images with "
+                             "torchvision.transforms.functional.to_tensor or torch.as_tensor")
         if x.dim() != 4:
-            raise ValueError(f"expected {expected}, got a tensor of rank {x.dim()} with shape {tuple(x.shape)}")
+            hint = "; add the batch dimension with x.unsqueeze(0)" if x.dim() == 3 else ""
+            raise ValueError(f"expected {expected}, got a tensor of rank {x.dim()} with shape {tuple(x.shape)}{hint}")
         if not x.is_floating_point():
             raise ValueError(f"expected {expected}, got dtype {x.dtype}; convert images to float "
                              "(and normalise with the model's mean/std)")
-        if x.shape[1] != self.config.in_chans:
-            raise ValueError(f"expected {expected}, got {x.shape[1]} channels (shape {tuple(x.shape)})")
-        if min(x.shape[-2:]) < self.config.min_input_size:
-            raise ValueError(f"expected {expected}, got an image of {x.shape[-2]}x{x.shape[-1]}: too small for "
-                             f"{len(self.config_reductions())} halvings of resolution")
+        if x.shape[1] != c:
+            if x.shape[-1] == c:
+                hint = f"; this looks like channels-last [N, H, W, {c}] data: use x.permute(0, 3, 1, 2)"
+            elif x.shape[1] == 1 and c == 3:
+                hint = "; for grayscale images repeat the channel: x.expand(-1, 3, -1, -1)"
+            else:
+                hint = f"; build the model with in_chans={x.shape[1]} for other inputs"
+            raise ValueError(f"expected {expected}, got {x.shape[1]} channels (shape {tuple(x.shape)}){hint}")
+        if min(x.shape[-2:]) < side:
+            raise ValueError(f"expected {expected}, got an image of {x.shape[-2]}x{x.shape[-1]}: too small, every "
+                             f"reduction must keep at least one pixel; resize to at least {side}x{side}")
 
     def config_reductions(self) -> list[str]:
         return [p.name for p in self._plans if p.reduction]
