@@ -198,7 +198,7 @@ def test_image_folder_training_with_ema(tmp_path):
     result = train(tiny_config(tmp_path, tmp_path / "out", "data.dataset", "folder", "solver.max_steps", "2",
                                "solver.ema_decay", "0.5"))
     assert result["step"] == 2 and 0 <= result["top1"] <= 100 and 0 <= result["top1_raw"] <= 100
-    ema = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)["ema"]
+    ema = torch.load(tmp_path / "out" / "checkpoint.pt")["ema"]
     exported = load_trained(tmp_path / "out").state_dict()
     assert all(torch.equal(exported[k], ema[f"module.{k}"]) for k in exported)  # the EMA weights are exported
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

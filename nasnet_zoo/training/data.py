@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.cifar import CIFAR10_CLASSES, load_cifar10
+from ..data.cifar import CIFAR10_CLASSES, check_cifar_dir, load_cifar10
 from ..data.folder import list_classes, list_samples
 from . import transforms as tr
 from .config import DataSettings
@@ -48,16 +48,33 @@ class ClassificationData:
     num_classes: int
     classes: list[str]
     dataset: str          # the name a manifest records ("cifar-10", or the folder's name)
-    image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+DATASETS = ("cifar10", "folder")
+
+
+def check_data_settings(settings: DataSettings) -> None:
+    if not settings.dir:
+        raise ValueError("no data folder given: pass --data-dir (data.dir)")
+    if settings.dataset not in DATASETS:
+        raise ValueError(f"unknown data.dataset {settings.dataset!r}; use one of {DATASETS}")
+
+
+def dataset_classes(settings: DataSettings) -> int:
+    """Class count of the data set, checking its layout early (before a model is built)."""
+    check_data_settings(settings)
+    if settings.dataset == "cifar10":
+        check_cifar_dir(settings.dir)
+        return len(CIFAR10_CLASSES)
+    return len(list_classes(settings.dir))
 
 
 def build_data(settings: DataSettings, *, mean: Sequence[float] | None, std: Sequence[float] | None,
                image_size: int, interpolation: str = "bilinear", seed: int = 0) -> ClassificationData:
     """Read and check the data set named by ``settings``; fails with a layout error before training starts."""
-    if not settings.dir:
-        raise ValueError("no data folder given: pass --data-dir (data.dir)")
+    check_data_settings(settings)
     if settings.dataset == "cifar10":
         mean, std = mean or CIFAR_MEAN, std or CIFAR_STD
         train_x, train_y = load_cifar10(settings.dir, "train")
@@ -69,20 +86,18 @@ def build_data(settings: DataSettings, *, mean: Sequence[float] | None, std: Seq
         return ClassificationData(
             AugmentedDataset(train_images.__getitem__, train_y, train_tf, seed),
             AugmentedDataset(test_images.__getitem__, test_y, eval_tf, seed),
-            len(CIFAR10_CLASSES), list(CIFAR10_CLASSES), "cifar-10", int(train_x.shape[-1]), tuple(mean), tuple(std))
-    if settings.dataset == "folder":
-        mean, std = mean or (0.5, 0.5, 0.5), std or (0.5, 0.5, 0.5)
-        classes = list_classes(settings.dir)
-        train, val = list_samples(settings.dir, "train", classes), list_samples(settings.dir, "val", classes)
-        train_tf = tr.imagenet_train_transform(mean, std, image_size=image_size, min_scale=settings.min_scale,
-                                               interpolation=interpolation)
-        eval_tf = tr.imagenet_eval_transform(mean, std, image_size=image_size, crop_pct=settings.crop_pct,
-                                             interpolation=interpolation)
-        return ClassificationData(
-            AugmentedDataset(ImageFiles([p for p, _ in train]), [c for _, c in train], train_tf, seed),
-            AugmentedDataset(ImageFiles([p for p, _ in val]), [c for _, c in val], eval_tf, seed),
-            len(classes), classes, Path(settings.dir).resolve().name, image_size, tuple(mean), tuple(std))
-    raise ValueError(f"unknown data.dataset {settings.dataset!r}; use 'cifar10' or 'folder'")
+            len(CIFAR10_CLASSES), list(CIFAR10_CLASSES), "cifar-10", tuple(mean), tuple(std))
+    mean, std = mean or (0.5, 0.5, 0.5), std or (0.5, 0.5, 0.5)
+    classes = list_classes(settings.dir)
+    train, val = list_samples(settings.dir, "train", classes), list_samples(settings.dir, "val", classes)
+    train_tf = tr.imagenet_train_transform(mean, std, image_size=image_size, min_scale=settings.min_scale,
+                                           interpolation=interpolation)
+    eval_tf = tr.imagenet_eval_transform(mean, std, image_size=image_size, crop_pct=settings.crop_pct,
+                                         interpolation=interpolation)
+    return ClassificationData(
+        AugmentedDataset(ImageFiles([p for p, _ in train]), [c for _, c in train], train_tf, seed),
+        AugmentedDataset(ImageFiles([p for p, _ in val]), [c for _, c in val], eval_tf, seed),
+        len(classes), classes, Path(settings.dir).resolve().name, tuple(mean), tuple(std))
 
 
 class ImageFiles:

@@ -2,7 +2,6 @@
 AMP on CUDA, DDP under torchrun, periodic evaluation, atomic checkpoints and an exported final model."""
 from __future__ import annotations
 
-import math
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from ..utils.distributed import DistInfo, all_reduce_mean, cleanup_distributed, 
 from ..utils.metrics import MetricsLogger
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import ClassificationData, build_data, eval_batches, steps_per_epoch, train_batches
+from .data import ClassificationData, build_data, dataset_classes, eval_batches, steps_per_epoch, train_batches
 from .export import export_run, load_weights
-from .model import build_model, dataset_classes
+from .model import build_model
 from .optim import build_optimizer, build_scheduler
 
 EVAL_BATCH_SIZE = 100

@@ -3,24 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.cifar import check_cifar_dir
-from ..data.folder import list_classes
 from ..nasnet import NASNet, build_nasnet
 from ..registry import create_model
-from .config import DataSettings, ModelSettings
+from .config import ModelSettings
 from .genotype_source import genotype_at_rank
-
-
-def dataset_classes(data: DataSettings) -> int:
-    """Class count of the data set, checking its layout early (before a model is built)."""
-    if not data.dir:
-        raise ValueError("no data folder given: pass --data-dir (data.dir)")
-    if data.dataset == "cifar10":
-        check_cifar_dir(data.dir)
-        return 10
-    if data.dataset == "folder":
-        return len(list_classes(data.dir))
-    raise ValueError(f"unknown data.dataset {data.dataset!r}; use 'cifar10' or 'folder'")
 
 
 def _nonzero(**values: Any) -> dict[str, Any]:

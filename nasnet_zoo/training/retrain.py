@@ -48,10 +48,12 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
 
 def format_ranking(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of ``retrain_top``'s result that ends by naming the winning cell."""
+    def reward(r: dict[str, Any]) -> str:
+        return "-" if r["search_reward"] is None else f"{r['search_reward']:.4f}"
     lines = [f"{'rank':>4}  {'search rank':>11}  {'search reward':>13}  {'retrained top-1':>15}  {'params':>9}  run",
-             *(f"{r['rank']:>4}  {r['search_rank']:>11}  {r['search_reward']:>13.4f}  {r['top1']:>14.2f}%  "
+             *(f"{r['rank']:>4}  {r['search_rank']:>11}  {reward(r):>13}  {r['top1']:>14.2f}%  "
                f"{r['params']:>9,}  {r['output_dir']}" for r in rows)]
     best = rows[0]
-    lines.append(f"winner: the search's rank-{best['search_rank']} cell (reward {best['search_reward']:.4f}) "
+    lines.append(f"winner: the search's rank-{best['search_rank']} cell (reward {reward(best)}) "
                  f"retrains to {best['top1']:.2f}% top-1 ({best['output_dir']})")
     return "\n".join(lines)
