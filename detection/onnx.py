@@ -16,6 +16,7 @@ Two details make the graph agree with eager PyTorch at every size:
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -30,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
 from nasnet_zoo.onnx.export import save_onnx
 from nasnet_zoo.onnx.runtime import ImageInput, load_image, open_session
@@ -41,11 +44,47 @@ BOX_ATOL = 1e-2
 SCORE_ATOL = 1e-4
 
 
+class GatherMultiScaleRoIAlign(nn.Module):
+    """torchvision's ``MultiScaleRoIAlign`` with a merge of the levels that exports to one Gather.
+
+    Traced, torchvision writes each level's crops into the full [rois, C, h, w] output with one ScatterElements
+    per level, about 9% of the mobile FPN detector's onnxruntime time. Here the crops are concatenated and put
+    back into box order by a single gather; the values are the same.
+    """
+
+    def __init__(self, pool: MultiScaleRoIAlign) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        pool = self.pool
+        maps = [features[name] for name in pool.featmap_names]
+        if pool.scales is None or pool.map_levels is None:
+            pool.scales, pool.map_levels = _setup_scales(maps, image_shapes, pool.canonical_scale, pool.canonical_level)
+        rois = _convert_to_roi_format(boxes)
+        if len(maps) == 1:
+            return roi_align(maps[0], rois, pool.output_size, pool.scales[0], pool.sampling_ratio)
+        levels = pool.map_levels(boxes)
+        crops, order = [], []
+        for level, (feature, scale) in enumerate(zip(maps, pool.scales)):
+            index = torch.where(levels == level)[0]
+            crops.append(roi_align(feature, rois[index], pool.output_size, scale, pool.sampling_ratio))
+            order.append(index)
+        return torch.cat(crops)[torch.argsort(torch.cat(order))]
+
+
 class DetectorGraph(nn.Module):
-    """uint8 image [H, W, 3] -> (boxes, labels, scores): GeneralizedRCNN inference, traceable and exact."""
+    """uint8 image [H, W, 3] -> (boxes, labels, scores): GeneralizedRCNN inference, traceable and exact.
+
+    Works on a copy of the detector (its RoI pooling is swapped for :class:`GatherMultiScaleRoIAlign`).
+    """
 
     def __init__(self, detector: GeneralizedRCNN) -> None:
         super().__init__()
+        detector = copy.deepcopy(detector)
+        if type(detector.roi_heads.box_roi_pool) is MultiScaleRoIAlign:
+            detector.roi_heads.box_roi_pool = GatherMultiScaleRoIAlign(detector.roi_heads.box_roi_pool)
         transform = detector.transform
         if transform.fixed_size is not None:
             raise ValueError("detectors with a fixed_size transform are not supported; use min_size/max_size")
@@ -125,12 +164,13 @@ class OnnxDetector:
     """Run an exported detector on a path, PIL image or uint8 array of any size.
 
     ``providers=None`` picks CUDA when onnxruntime-gpu sees a GPU, else CPU; ``.providers`` reports what the
-    session really runs. Calls return ``boxes`` (original image pixels), ``labels`` (dataset category ids),
-    ``names`` and ``scores``.
+    session really runs; ``threads`` caps onnxruntime's intra-op threads. Calls return ``boxes`` (original
+    image pixels), ``labels`` (dataset category ids), ``names`` and ``scores``.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None) -> None:
-        self.session, self.metadata = open_session(path, providers, task="detection")
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        self.session, self.metadata = open_session(path, providers, task="detection", threads=threads)
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.category_ids = np.asarray(self.metadata["category_ids"], dtype=np.int64)
         self.model_name: str = self.metadata["model_name"]

@@ -13,11 +13,12 @@ class OnnxClassifier:
     """Run an exported classifier on paths, PIL images or uint8 arrays of any size.
 
     ``providers=None`` picks CUDA when onnxruntime-gpu sees a GPU, else CPU; ``.providers`` reports what
-    the session really runs.
+    the session really runs; ``threads`` caps onnxruntime's intra-op threads.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None) -> None:
-        self.session, self.metadata = open_session(path, providers, task="classification")
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        self.session, self.metadata = open_session(path, providers, task="classification", threads=threads)
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.model_name: str = self.metadata["model_name"]
         self._input = self.session.get_inputs()[0].name

@@ -74,7 +74,10 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, metadata: dict[st
 def export_classifier(model: nn.Module, path: str | os.PathLike, *, model_name: str,
                       input_size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
                       class_names: Sequence[str] | None = None, opset: int = CLASSIFIER_OPSET) -> Path:
-    """Export an eval-mode classifier with dynamic batch, height and width (torch.export based exporter)."""
+    """Export an eval-mode classifier with dynamic batch, height and width (torch.export based exporter).
+
+    onnxruntime folds BN and shares repeated ReLUs itself, so the model is exported as it is.
+    """
     if opset < CLASSIFIER_OPSET:
         raise ValueError(f"opset {opset} is too old: antialiased Resize needs opset >= {CLASSIFIER_OPSET}")
     graph = ClassifierGraph(model, input_size, mean, std).eval()

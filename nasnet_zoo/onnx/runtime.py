@@ -83,14 +83,20 @@ def choose_providers(requested: Sequence[str] | None = None, available: Sequence
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
-def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None, *, task: str) -> tuple[Any, dict[str, Any]]:
-    """An InferenceSession on ``path`` and the nasnet-zoo metadata it carries, with clear errors for bad files."""
+def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None, *, task: str,
+                 threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """An InferenceSession on ``path`` and the nasnet-zoo metadata it carries, with clear errors for bad files.
+
+    ``threads`` caps onnxruntime's intra-op threads (default: one per core).
+    """
     ort = _import_ort()
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"ONNX model {path} does not exist; create it with tools/export_onnx.py")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(str(path), options, providers=choose_providers(providers))
     except Exception as err:  # onnxruntime raises its own Fail / InvalidProtobuf types
