@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +23,15 @@ from nasnet_zoo.detection.d2.train_net import main  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detectron2"
 DEMO = CONFIGS / "faster_rcnn_nasnet_a_mobile_fpn_demo_cpu.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine, oneDNN with 2 threads runs up to 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_cfg(config: Path, *overrides: str):
@@ -42,6 +53,14 @@ def randomized_classifier(arch: str = "nasnet_a_mobile") -> torch.nn.Module:
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     return net
+
+
+def small_nasnet(tmp_path: Path) -> list[str]:
+    """Overrides for a NASNet-A from its genotype file at 1 @ 264: the same wiring, a quarter of the graph."""
+    genotype = tmp_path / "nasnet_a.json"
+    genotype.write_text(nasnet_zoo.NASNET_A.to_json())
+    return ["MODEL.NASNET.GENOTYPE_FILE", str(genotype), "MODEL.NASNET.CELLS_PER_STACK", "1",
+            "MODEL.NASNET.NUM_CONV_FILTERS", "11"]
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +201,32 @@ def test_train_resume_and_eval_on_coco_tiny(coco_tiny: Path, tmp_path: Path) -> 
 
     main(val + ["--config-file", str(DEMO), "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth")] + common)
     assert json.loads((out / "eval_results.json").read_text())["bbox"] == pytest.approx(trained, nan_ok=True)
+
+
+def _photo(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB").resize(size)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float()
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("design,score_thresh", [("fpn", "0.0"), ("c4", "1.0")])
+def test_onnx_export_matches_pytorch(design: str, score_thresh: str, coco_tiny: Path, tmp_path: Path) -> None:
+    """FPN with detections on real photos of two sizes; C4 with a threshold no score passes (empty outputs)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install nasnet-zoo[onnx])")
+    from nasnet_zoo.detection.d2.export import compare_with_onnxruntime, export_onnx
+
+    config = DEMO if design == "fpn" else CONFIGS / "faster_rcnn_nasnet_a_mobile_c4_1x.yaml"
+    cfg = make_cfg(config, *small_nasnet(tmp_path), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh,
+                   "TEST.DETECTIONS_PER_IMAGE", "20", "MODEL.RPN.POST_NMS_TOPK_TEST", "50")
+    model = build_model(cfg).eval()
+    photos = sorted((coco_tiny / "val2017").glob("*.jpg"))[:2]
+    images = [_photo(photos[0], (224, 160)), _photo(photos[1], (224, 160)), _photo(photos[1], (200, 136))]
+    path = str(tmp_path / f"{design}.onnx")
+    adapter = export_onnx(model, images[0], path, opset=17)
+    results = compare_with_onnxruntime(adapter, path, images)
+    assert all(r.ok(box_tol=1e-2, score_tol=1e-4) for r in results), results
+    assert [r.num_detections for r in results] == ([20, 20, 20] if design == "fpn" else [0, 0, 0])
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model, images[0], path, opset=11)

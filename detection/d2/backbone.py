@@ -18,7 +18,7 @@ from nasnet_zoo import Genotype, NASNet, NASNetFeatures, build_nasnet, create_mo
 
 from ..backbones import NASNetBoxHead, NASNetRPNBackbone
 from ..freeze import NUM_STAGES, freeze_batchnorm, set_trainable_stages
-from .config import NORMS
+from .config import NORMS, nasnet_overrides
 
 SIZE_DIVISIBILITY = 32
 
@@ -41,10 +41,11 @@ def build_configured_nasnet(cfg: CfgNode) -> NASNet:
         raise ValueError(f"MODEL.NASNET.FREEZE_AT must be in [0, {NUM_STAGES}] (stages with strides <=4, 8, 16, "
                          f"32), got {freeze_at}")
     # Headless, and drop path off: detectron2's training loop never schedules it.
-    settings = dict(num_classes=0, aux_head=False, drop_path_keep_prob=1.0)
+    settings = dict(num_classes=0, aux_head=False, drop_path_keep_prob=1.0, **nasnet_overrides(cfg))
     if nas.GENOTYPE_FILE:
-        model = build_nasnet(Genotype.load(nas.GENOTYPE_FILE), cells_per_stack=nas.CELLS_PER_STACK,
-                             penultimate_filters=nas.FILTERS, **settings)
+        if not (nas.CELLS_PER_STACK and nas.NUM_CONV_FILTERS):
+            raise ValueError("MODEL.NASNET.GENOTYPE_FILE needs MODEL.NASNET.CELLS_PER_STACK and NUM_CONV_FILTERS")
+        model = build_nasnet(Genotype.load(nas.GENOTYPE_FILE), **settings)
     else:
         model = create_model(nas.ARCH, **settings)  # type: ignore[assignment]
     set_trainable_stages(model, NUM_STAGES - freeze_at)

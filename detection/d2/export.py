@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,13 +34,17 @@ def tracing_adapter(model: GeneralizedRCNN, image: torch.Tensor) -> TracingAdapt
 
 def export_onnx(model: GeneralizedRCNN, image: torch.Tensor, path: str, opset: int = 17) -> TracingAdapter:
     """Trace ``model`` on ``image`` and write the ONNX graph atomically; returns the adapter (it holds the
-    output schema that turns flat outputs back into ``Instances``)."""
+    output schema that turns flat outputs back into ``Instances``).
+
+    Height and width stay dynamic: the graph pads to the backbone's size divisibility itself.
+    """
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RoIAlign(aligned=True) exports correctly from opset {MIN_OPSET}")
     adapter = tracing_adapter(model, image)
     with torch.no_grad(), atomic_path(path) as tmp:
         torch.onnx.export(adapter, (image,), str(tmp), opset_version=opset, dynamo=False,
-                          input_names=["image"], do_constant_folding=True)
+                          input_names=["image"], do_constant_folding=True,
+                          dynamic_axes={"image": {1: "height", 2: "width"}})
     return adapter
 
 
@@ -58,8 +63,9 @@ class Comparison:
             self.max_score_diff <= score_tol
 
 
-def compare_with_onnxruntime(adapter: TracingAdapter, onnx_path: str, image: torch.Tensor) -> Comparison:
-    """Run ``image`` through the PyTorch model and through onnxruntime (CPU provider); compare detections.
+def compare_with_onnxruntime(adapter: TracingAdapter, onnx_path: str,
+                             images: Sequence[torch.Tensor]) -> list[Comparison]:
+    """Run each image through the PyTorch model and through onnxruntime (CPU provider); compare detections.
 
     ``adapter`` is what ``export_onnx`` returned: its output schema turns onnxruntime's flat outputs back
     into ``Instances``.
@@ -71,9 +77,13 @@ def compare_with_onnxruntime(adapter: TracingAdapter, onnx_path: str, image: tor
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     if "CPUExecutionProvider" not in session.get_providers():
         raise RuntimeError(f"onnxruntime offers {session.get_providers()}, not the CPU provider")
+    input_name = session.get_inputs()[0].name
+    return [_compare(adapter, session.run(None, {input_name: image.numpy()}), image) for image in images]
+
+
+def _compare(adapter: TracingAdapter, flat: list[np.ndarray], image: torch.Tensor) -> Comparison:
     with torch.no_grad():
         expected = _inference(adapter.model.eval(), [{"image": image}])[0]["instances"]
-    flat = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     got = adapter.outputs_schema([torch.from_numpy(np.asarray(o)) for o in flat])[0]["instances"]
     if len(expected) != len(got):
         return Comparison(len(expected), False, False, float("inf"), float("inf"))

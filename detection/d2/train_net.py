@@ -12,7 +12,8 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -25,11 +26,16 @@ from tqdm import tqdm
 
 from nasnet_zoo.utils.io import atomic_write_json
 
+from ..config import DemoConfig
+from ..demo_data import DigitsSpec, build_digits_dataset
+from ..demo_pretrain import pretrain_on_digits
 from .checkpoint import NASNetCheckpointer
-from .config import add_nasnet_config
+from .config import add_nasnet_config, nasnet_overrides
 
 TRAIN_DATASET, VAL_DATASET = "nasnet_zoo_train", "nasnet_zoo_val"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "detectron2" / "faster_rcnn_nasnet_digits_demo.yaml"
 logger = logging.getLogger("nasnet_zoo.detection.d2")
+T = TypeVar("T")
 
 
 class ProgressBar(HookBase):
@@ -77,7 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-ann", default="", help="COCO instances JSON of the training images")
     parser.add_argument("--val-images", default="", help="folder of the validation images")
     parser.add_argument("--val-ann", default="", help="COCO instances JSON of the validation images")
+    parser.add_argument("--output-dir", default="", help="same as the trailing override OUTPUT_DIR")
+    parser.add_argument("--weights", default="", help="same as MODEL.WEIGHTS: a checkpoint, a weight tag or a "
+                        "NASNet classifier file")
     return parser
+
+
+def uses_demo_data(args: argparse.Namespace) -> bool:
+    """No config and no data: run the embedded digits demo, as the torchvision engine does."""
+    return not args.config_file and not any((args.train_images, args.train_ann, args.val_images, args.val_ann))
+
+
+def main_process_first(fill_cache: Callable[[], T]) -> T:
+    """Rank 0 fills a cache first; the other workers then find it filled."""
+    if comm.is_main_process():
+        result = fill_cache()
+    comm.synchronize()
+    return result if comm.is_main_process() else fill_cache()
+
+
+def digit_pretrained_backbone(cfg: CfgNode, spec: DigitsSpec) -> str:
+    """The demo's backbone weights: ``MODEL.NASNET`` pretrained on train-split digits (seconds, cached and
+    shared with the torchvision engine's demo)."""
+    demo = DemoConfig()
+    device = torch.device(cfg.MODEL.DEVICE)
+    return str(main_process_first(lambda: pretrain_on_digits(
+        cfg.MODEL.NASNET.ARCH, nasnet_overrides(cfg), spec, demo.pretrain_steps, demo.pretrain_batch, device=device)))
 
 
 def register_coco_json(name: str, images: str, annotations: str, flag: str) -> int:
@@ -120,17 +151,27 @@ def setup(args: argparse.Namespace) -> CfgNode:
     """Config from file, dataset flags, then trailing overrides (which win); adapted to the machine."""
     cfg = get_cfg()
     add_nasnet_config(cfg)
-    if args.config_file:
-        if not os.path.isfile(args.config_file):
-            raise FileNotFoundError(f"--config-file {args.config_file} does not exist (see configs/detectron2/)")
-        cfg.merge_from_file(args.config_file)
+    demo = uses_demo_data(args)
+    config_file = str(DEMO_CONFIG) if demo else args.config_file
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"--config-file {config_file} does not exist (see configs/detectron2/)")
+        cfg.merge_from_file(config_file)
+    spec = DigitsSpec()
+    if demo:
+        paths = main_process_first(lambda: build_digits_dataset(spec))
+        args.train_images, args.train_ann = str(paths.train_images), str(paths.train_ann)
+        args.val_images, args.val_ann = str(paths.val_images), str(paths.val_ann)
     register_datasets(args, cfg)
-    cfg.merge_from_list(args.opts)
+    flags = {"OUTPUT_DIR": args.output_dir, "MODEL.WEIGHTS": args.weights}
+    cfg.merge_from_list([x for key, value in flags.items() if value for x in (key, value)] + list(args.opts))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("MODEL.DEVICE=%s but CUDA is not available: running on the CPU", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
     if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
         cfg.SOLVER.AMP.ENABLED = False  # mixed precision on CUDA only
+    if demo and not cfg.MODEL.WEIGHTS:
+        cfg.MODEL.WEIGHTS = digit_pretrained_backbone(cfg, spec)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
