@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
@@ -108,12 +108,18 @@ class CocoDetection(Dataset):
     ``keep_empty``; degenerate boxes (zero width or height after clipping) are always dropped, counted in the log.
     """
 
-    def __init__(self, image_dir: str | Path, ann_file: str | Path, *, train: bool,
-                 keep_empty: bool = False, transforms: Callable | None = None) -> None:
+    def __init__(self, image_dir: str | Path, ann_file: str | Path, *, train: bool, keep_empty: bool = False,
+                 transforms: Callable | None = None, image_ids: Sequence[int] = ()) -> None:
         self.image_dir = Path(image_dir)
+        data = load_coco_json(ann_file)
+        if image_ids:
+            unknown = sorted(set(image_ids) - {im["id"] for im in data["images"]})
+            if unknown:
+                raise CocoFormatError(f"image ids {unknown[:10]} are not in {ann_file}")
+            data["images"] = [im for im in data["images"] if im["id"] in set(image_ids)]
+            data["annotations"] = [a for a in data["annotations"] if a["image_id"] in set(image_ids)]
         if not self.image_dir.is_dir():
             raise CocoFormatError(f"image folder {self.image_dir} does not exist")
-        data = load_coco_json(ann_file)
         self.coco = coco_from_dict(data)
         self.categories = CategoryMap.from_categories(data["categories"])
         self.train, self.transforms = train, transforms

@@ -36,6 +36,8 @@ class DataConfig:
     val_ann: str = ""
     #: train on images that have no (non-crowd) boxes as pure background
     keep_empty: bool = False
+    #: use only these image ids of both sets (e.g. the overfit check: a handful of train images as val too)
+    image_ids: list[int] = field(default_factory=list)
     aspect_ratio_grouping: bool = True
     num_workers: int = 2
 

@@ -40,7 +40,7 @@ def main_process_first(dist_info: DistInfo) -> Iterator[None]:
         torch.distributed.barrier()
 
 
-def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo) -> None:
+def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo, pretrain: bool = True) -> None:
     """Point the config at the embedded digits dataset and a digit-pretrained backbone (both cached)."""
     demo = cfg.demo
     spec = DigitsSpec(num_train=demo.num_train, num_val=demo.num_val, canvas=demo.canvas, min_digit=demo.min_digit,
@@ -52,7 +52,7 @@ def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo) -> N
               f"{spec.num_val} val images, COCO format in {paths.root}", flush=True)
     cfg.data.train_images, cfg.data.train_ann = str(paths.train_images), str(paths.train_ann)
     cfg.data.val_images, cfg.data.val_ann = str(paths.val_images), str(paths.val_ann)
-    if demo.pretrain_steps > 0 and not cfg.model.backbone_weights:
+    if pretrain and demo.pretrain_steps > 0 and not cfg.model.backbone_weights:
         with main_process_first(dist_info):
             weights = pretrain_on_digits(_backbone_arch(cfg.model.name), cfg.model.backbone_args, spec,
                                          demo.pretrain_steps, demo.pretrain_batch, device=device)
@@ -106,13 +106,15 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     if eval_only and not weights:
         raise ValueError("--eval-only needs --weights PATH (for example OUTPUT/model_final.pth)")
     if uses_demo_data(cfg):
-        prepare_demo(cfg, device, dist_info)
-    val = CocoDetection(cfg.data.val_images, cfg.data.val_ann, train=False) if cfg.data.val_ann else None
+        prepare_demo(cfg, device, dist_info, pretrain=not eval_only)
+    subset = list(cfg.data.image_ids)
+    val = CocoDetection(cfg.data.val_images, cfg.data.val_ann, train=False, image_ids=subset) \
+        if cfg.data.val_ann else None
     train_set = None
     if not eval_only:
         train_set = CocoDetection(cfg.data.train_images, cfg.data.train_ann, train=True,
                                   keep_empty=cfg.data.keep_empty,
-                                  transforms=RandomHorizontalFlip(cfg.input.hflip_prob))
+                                  transforms=RandomHorizontalFlip(cfg.input.hflip_prob), image_ids=subset)
     reference = train_set or val
     assert reference is not None  # validate() guarantees one of them
     if val is not None and train_set is not None and val.categories.coco_ids != train_set.categories.coco_ids:
@@ -125,7 +127,7 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
         dump_config(cfg, output_dir / "config.yaml")
 
     if eval_only:
-        load_checkpoint(weights, model, identity)  # type: ignore[arg-type]
+        load_checkpoint(weights, model, identity)  # also replaces any backbone weights  # type: ignore[arg-type]
         if val is None:
             raise ValueError("--eval-only needs --val-images and --val-ann")
         return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,

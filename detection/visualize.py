@@ -24,7 +24,7 @@ def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tens
     canvas = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
     if len(boxes) == 0:
         return canvas
-    captions = [categories.name(int(l)) + (f" {float(s):.2f}" if scores is not None else "")
+    captions = [categories.name(int(l)) + (f" {float(s):.0%}" if scores is not None else "")
                 for l, s in zip(labels, scores if scores is not None else labels)]
     size = max(10, min(image.shape[-2:]) // 16)
     return draw_bounding_boxes(canvas, boxes.detach().cpu().float(), labels=captions, colors=color,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -73,6 +74,10 @@ def test_demo_path_trains_evaluates_draws_and_reloads(home, tmp_path):
     assert (out / "model_final.pth").is_file() and (out / "config.yaml").is_file()
     for line in METRIC_NAMES[:3]:
         assert line in result.stdout
+
+    visualize = runpy.run_path(str(REPO / "tools" / "visualize_det.py"), run_name="visualize_det")["main"]
+    assert visualize(["--weights", str(out / "model_final.pth"), "--num", "1", "--output-dir", str(tmp_path / "v")]) == 0
+    assert len(list((tmp_path / "v").glob("*.png"))) == 1
 
     evaluated = tmp_path / "eval"
     _train_det(home, "--eval-only", "--weights", str(out / "model_final.pth"), "--output-dir", str(evaluated), *TINY)
