@@ -155,7 +155,8 @@ def test_eval_only_with_weights(fake_cifar, trained_run, tmp_path):
 
 def test_weights_of_another_architecture_are_refused(fake_cifar, trained_run, tmp_path):
     out, _ = trained_run
-    wider = tiny_config(fake_cifar, tmp_path, "model.filters", "12", "model.weights", str(out / "model_final.safetensors"))
+    weights = str(out / "model_final.safetensors")
+    wider = tiny_config(fake_cifar, tmp_path, "model.filters", "12", "model.weights", weights)
     with pytest.raises(ArchitectureMismatchError, match="num_conv_filters: file has 8, this run builds 12"):
         evaluate_only(wider)
     resumed = tiny_config(fake_cifar, out, "model.cells_per_stack", "2")
@@ -178,6 +179,11 @@ def test_bad_data_folders_fail_before_training(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cifar_refuses_another_image_size(fake_cifar, tmp_path):
+    with pytest.raises(ValueError, match="CIFAR-10 images are 32x32"):
+        train(tiny_config(fake_cifar, tmp_path, "data.image_size", "64"))
+
+
 def test_invalid_genotype_file_is_reported(fake_cifar, tmp_path):
     bad = NASNET_A.to_dict()
     bad["normal"]["blocks"][0]["ops"][0] = "sep_conv_9x9"
@@ -194,7 +200,8 @@ def test_image_folder_training_with_ema(tmp_path):
         for c in ("cat", "dog"):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.jpg")
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / c / f"{i}.jpg")
     result = train(tiny_config(tmp_path, tmp_path / "out", "data.dataset", "folder", "solver.max_steps", "2",
                                "solver.ema_decay", "0.5"))
     assert result["step"] == 2 and 0 <= result["top1"] <= 100 and 0 <= result["top1_raw"] <= 100
@@ -253,3 +260,12 @@ def test_pretrained_start_swaps_the_head_for_the_data_set(trained_run):
     saved = load_trained(out).state_dict()
     assert model.classifier.out_features == 3 and origin == {"model": "nasnet_a_cifar"}
     assert torch.equal(model.state_dict()["stem.conv.weight"], saved["stem.conv.weight"])
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    import random
+    from nasnet_zoo.training.checkpoint import rng_state, set_rng_state
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(()).item())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected

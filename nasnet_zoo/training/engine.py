@@ -53,7 +53,11 @@ def prepare(cfg: TrainConfig) -> Setup:
     info, device = init_distributed(cfg.device)
     num_classes = dataset_classes(cfg.data)
     seed_everything(cfg.seed)  # same initial weights on every process and every run with this seed
-    image_size = 32 if cfg.data.dataset == "cifar10" else cfg.data.image_size
+    image_size = cfg.data.image_size
+    if cfg.data.dataset == "cifar10":
+        if image_size not in (0, 32):
+            raise ValueError(f"CIFAR-10 images are 32x32; --image-size {image_size} applies to folder data sets only")
+        image_size = 32
     model, origin = build_model(cfg.model, num_classes=num_classes, image_size=image_size)
     if cfg.model.weights:
         load_weights(model, cfg.model.weights)
@@ -166,7 +170,7 @@ class Trainer:
                              workers=self.cfg.data.workers)
 
     def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One optimisation step; returns the (undetached) loss of this process."""
+        """One optimisation step at ``step`` (0-based); returns this process's loss, detached."""
         solver, device = self.cfg.solver, self.setup.device
         self.model.set_drop_path_progress(step / self.total)
         self.net.train()
@@ -210,7 +214,7 @@ class Trainer:
                 mean_loss = all_reduce_mean(loss).item()
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}")
                 self.metrics.log(step=done, epoch=step / self.per_epoch, loss=mean_loss, lr=lr,
-                                 drop_path_keep=1.0 - (1.0 - keep0) * step / self.total)
+                                 drop_path_keep=1.0 - (1.0 - keep0) * step / self.total)  # deepest cell
             if cfg.eval_period > 0 and done % cfg.eval_period == 0 and done != self.total:
                 self.metrics.log(step=done, **self.evaluations())
             if done % cfg.checkpoint_period == 0 or done == self.total:
