@@ -279,18 +279,6 @@ def category_names(category_ids: Sequence[int], annotations: str | os.PathLike |
     return [str(c) for c in category_ids]
 
 
-def detector_options(config: Any) -> dict[str, Any]:
-    """``build_detector`` options from a ``tools/train_det.py`` run config (``DetConfig``)."""
-    from nasnet_zoo.genotypes import Genotype
-    options = dict(backbone_args=dict(config.model.backbone_args), frozen_bn=config.model.frozen_bn,
-                   trainable_stages=config.model.trainable_stages, min_size=tuple(config.input.min_size),
-                   max_size=config.input.max_size, box_detections_per_img=config.test.detections_per_img,
-                   **config.model.options)
-    if config.model.genotype:
-        options["genotype"] = Genotype.load(config.model.genotype)
-    return options
-
-
 def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | os.PathLike | None = None,
                   overrides: Sequence[str] = ()) -> tuple[GeneralizedRCNN, list[int]]:
     """Build detector ``name`` as its training run did and load ``checkpoint`` (a train_det.py checkpoint).
@@ -300,9 +288,9 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     """
     from nasnet_zoo.config import load_config
 
-    from .builders import build_detector
     from .checkpoint import CheckpointError, load_checkpoint, model_identity
     from .config import DetConfig
+    from .run import build_model
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -316,7 +304,9 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     if config_file is None and (checkpoint.parent / "config.yaml").is_file():
         config_file = checkpoint.parent / "config.yaml"
     config = load_config(DetConfig(), config_file, overrides)
+    config.model.name = name
+    config.model.backbone_weights = ""  # the checkpoint holds every weight; nothing to fetch
     categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
-    model = build_detector(name, num_classes=saved["num_classes"], **detector_options(config))
+    model = build_model(config, saved["num_classes"])
     load_checkpoint(checkpoint, model, model_identity(name, saved["num_classes"], saved.get("categories", categories)))
     return model.eval(), [0] + categories

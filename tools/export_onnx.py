@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--benchmark", type=int, default=0, metavar="RUNS",
                    help="time onnxruntime and PyTorch eager over RUNS passes of the verify images")
     p.add_argument("--providers", nargs="+", help="onnxruntime providers (default: CUDA when usable, else CPU)")
+    p.add_argument("--threads", type=int, help="intra-op threads for both PyTorch and onnxruntime (default: their own)")
     p.add_argument("--report", help="write the parity and speed figures here as JSON")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the detector's run config")
     args = p.parse_args(argv)
@@ -53,6 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--checkpoint, --annotations, --score-thresh and KEY VALUE overrides apply to --detector only")
     if args.benchmark < 0:
         p.error("--benchmark takes a positive number of runs")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
     return args
 
 
@@ -74,7 +77,7 @@ def export_and_check_classifier(args: argparse.Namespace, images: list[np.ndarra
     input_size = tuple(cfg["input_size"][1:])
     export_classifier(model, args.output, model_name=args.model, input_size=input_size, mean=cfg["mean"],
                       std=cfg["std"], class_names=default_class_names(cfg, model.config.num_classes))
-    runner = OnnxClassifier(args.output, args.providers)
+    runner = OnnxClassifier(args.output, args.providers, threads=args.threads)
     print(f"wrote {args.output} (providers: {', '.join(runner.providers)})")
     graph = ClassifierGraph(model, input_size, cfg["mean"], cfg["std"]).eval()
 
@@ -95,7 +98,7 @@ def export_and_check_detector(args: argparse.Namespace, images: list[np.ndarray]
         model.roi_heads.score_thresh = args.score_thresh
     names = ["__background__"] + category_names(category_ids[1:], args.annotations)
     export_detector(model, args.output, model_name=args.detector, class_names=names, category_ids=category_ids)
-    runner = OnnxDetector(args.output, args.providers)
+    runner = OnnxDetector(args.output, args.providers, threads=args.threads)
     print(f"wrote {args.output} (providers: {', '.join(runner.providers)})")
 
     def reference(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,6 +130,8 @@ def _check(args: argparse.Namespace, reference: Callable, onnx_run: Callable,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         images = [load_image(path) for path in args.verify or []]
         run = export_and_check_detector if args.detector else export_and_check_classifier
