@@ -133,6 +133,7 @@ def test_outputs_manifest_and_loading(trained_run, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["weights"][0]
     assert entry["dataset"] == "cifar-10" and entry["metrics"]["top1"] == round(result["top1"], 3)
+    assert entry["metrics"]["measured_by"].endswith("cifar-10 test split")
     model = load_trained(out)
     x = torch.randn(2, 3, 32, 32)
     by_path = create_model("nasnet_a_cifar", pretrained=str(out / "model_final.safetensors"), cells_per_stack=1,
@@ -209,7 +210,9 @@ def test_image_folder_training_with_ema(tmp_path):
     exported = load_trained(tmp_path / "out").state_dict()
     assert all(torch.equal(exported[k], ema[f"module.{k}"]) for k in exported)  # the EMA weights are exported
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["weights"][0]["num_classes"] == 2 and manifest["weights"][0]["input"]["input_size"] == [3, 32, 32]
+    entry = manifest["weights"][0]
+    assert entry["num_classes"] == 2 and entry["input"]["input_size"] == [3, 32, 32]
+    assert entry["metrics"]["measured_by"].endswith("val split")
 
 
 def test_retrain_top_ranks_a_journal(fake_cifar, tmp_path):

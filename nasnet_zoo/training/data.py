@@ -48,6 +48,7 @@ class ClassificationData:
     num_classes: int
     classes: list[str]
     dataset: str          # the name a manifest records ("cifar-10", or the folder's name)
+    eval_split: str       # which split ``eval`` is: CIFAR's "test" batch or the folder's "val"
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
@@ -86,7 +87,7 @@ def build_data(settings: DataSettings, *, mean: Sequence[float] | None, std: Seq
         return ClassificationData(
             AugmentedDataset(train_images.__getitem__, train_y, train_tf, seed),
             AugmentedDataset(test_images.__getitem__, test_y, eval_tf, seed),
-            len(CIFAR10_CLASSES), list(CIFAR10_CLASSES), "cifar-10", tuple(mean), tuple(std))
+            len(CIFAR10_CLASSES), list(CIFAR10_CLASSES), "cifar-10", "test", tuple(mean), tuple(std))
     mean, std = mean or (0.5, 0.5, 0.5), std or (0.5, 0.5, 0.5)
     classes = list_classes(settings.dir)
     train, val = list_samples(settings.dir, "train", classes), list_samples(settings.dir, "val", classes)
@@ -97,7 +98,7 @@ def build_data(settings: DataSettings, *, mean: Sequence[float] | None, std: Seq
     return ClassificationData(
         AugmentedDataset(ImageFiles([p for p, _ in train]), [c for _, c in train], train_tf, seed),
         AugmentedDataset(ImageFiles([p for p, _ in val]), [c for _, c in val], eval_tf, seed),
-        len(classes), classes, Path(settings.dir).resolve().name, tuple(mean), tuple(std))
+        len(classes), classes, Path(settings.dir).resolve().name, "val", tuple(mean), tuple(std))
 
 
 class ImageFiles:

@@ -224,7 +224,8 @@ class Trainer:
         self.metrics.log(**final)
         if info.is_main:
             export_run(self.exported_model(), self.out, registry_name=self.setup.origin["model"],
-                       dataset=self.setup.data.dataset, input_cfg=self.setup.input_cfg,
+                       dataset=self.setup.data.dataset, eval_split=self.setup.data.eval_split,
+                       input_cfg=self.setup.input_cfg,
                        metrics={k: round(final[k], 3) for k in ("top1", "top5")},
                        run_name=self.out.resolve().name.replace(".", "_"))
         self.metrics.close()

@@ -44,7 +44,7 @@ def save_weights(model: NASNet, path: str | Path, *, registry_name: str | None) 
         save_file(state, str(tmp), metadata=metadata)
 
 
-def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | None, dataset: str,
+def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | None, dataset: str, eval_split: str,
                metrics: dict[str, float], input_cfg: dict[str, Any], run_name: str) -> Path:
     """Write ``model_final.safetensors`` and ``manifest.json``; return the weights path."""
     output_dir = Path(output_dir).resolve()
@@ -61,7 +61,7 @@ def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | No
         "file_format": "safetensors",
         "num_classes": model.config.num_classes,
         "dataset": dataset,
-        "metrics": {**metrics, "measured_by": f"tools/train_cls.py evaluation on the {dataset} test split"},
+        "metrics": {**metrics, "measured_by": f"tools/train_cls.py evaluation on the {dataset} {eval_split} split"},
         "license": "trained locally; inherits the data set's terms",
         "input": input_cfg,
         "padding": model.config.padding,
