@@ -1,5 +1,5 @@
-"""Bad input to any model entry point (classifier, features_only backbone, end_points, the inference copy) is a
-ValueError naming the expected input and the fix, raised before any computation."""
+"""Bad input to any model entry point (classifier, end_points, features_only backbone, the inference copies)
+is a ValueError naming the expected input and the fix, raised before any computation."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +18,7 @@ def entry_points() -> dict[str, object]:
         "end_points": mobile.end_points,
         "features_only": nasnet_zoo.create_model("nasnet_a_mobile", features_only=True).eval(),
         "optimized": optimize_for_inference(mobile),
+        "frozen": optimize_for_inference(mobile, freeze=True),
     }
 
 
@@ -34,7 +35,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("entry", ["classifier", "end_points", "features_only", "optimized"])
+@pytest.mark.parametrize("entry", ["classifier", "end_points", "features_only", "optimized", "frozen"])
 @pytest.mark.parametrize("bad, message", BAD_INPUTS, ids=[m.split(";")[0][:24] for _, m in BAD_INPUTS])
 def test_bad_input_is_a_value_error_naming_expected_input_and_fix(entry_points, entry: str, bad, message: str) -> None:
     with pytest.raises(ValueError, match=r"expected a float tensor \[N, 3, H, W\] with H, W >= 32") as err:
