@@ -70,13 +70,14 @@ def oracle(out: Path, seeds: int, children: int) -> dict:
     return result
 
 
-def throughput(out: Path, data_dir: str, children: int, child: ChildConfig) -> dict:
-    result = {"child": child.__dict__, "children": children, "runs": {}}
+def throughput(out: Path, data_dir: str, children: int, child: ChildConfig, threads: int) -> dict:
+    result = {"child": child.__dict__, "children": children, "worker_threads": threads, "runs": {}}
     for workers in (1, 2):
         folder = out / "throughput" / f"workers{workers}"
         shutil.rmtree(folder, ignore_errors=True)
         cfg = SearchConfig(strategy="ppo", reward="proxy", data_dir=data_dir, backend="local", workers=workers,
-                           children=children, output_dir=str(folder), child=ChildConfig(**child.__dict__))
+                           worker_threads=threads, children=children, output_dir=str(folder),
+                           child=ChildConfig(**child.__dict__))
         summary = SearchRun(cfg, progress=False).run()
         records = read_jsonl(folder / "journal.jsonl")
         trained = [r["seconds"] for r in records if r["status"] != "duplicate"]
@@ -110,19 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proxy-children", type=int, default=40, help="children per throughput run (2 PPO updates)")
     p.add_argument("--child-train-size", type=int, default=256)
     p.add_argument("--child-image-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: on a shared machine "
+                   "extra threads spin and make timings meaningless)")
     p.add_argument("--skip-oracle", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    previous = out / "search.json"  # a run that skips a part keeps that part's earlier figures
+    report = json.loads(previous.read_text()) if previous.exists() else {}
+    report |= {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                           "cuda": torch.cuda.is_available()}}
     if not args.skip_oracle:
         report["oracle"] = oracle(out, args.seeds, args.children)
     if not args.skip_throughput:
         child = ChildConfig(epochs=1, train_size=args.child_train_size, val_size=500, filters=8, cells=1,
                             image_size=args.child_image_size, batch_size=32, lr=0.05)
-        report["throughput"] = throughput(out, args.data_dir, args.proxy_children, child)
+        report["throughput"] = throughput(out, args.data_dir, args.proxy_children, child, args.threads)
     atomic_write_json(out / "search.json", report)
     print(f"\nwrote {out / 'search.json'}" + ("" if args.skip_oracle else f" and {out / 'oracle_rewards.png'}"))
     return 0

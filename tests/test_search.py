@@ -220,6 +220,15 @@ def test_oracle_search_writes_everything_and_resumes_to_an_exact_count(tmp_path)
     assert any((out / "tensorboard").iterdir())
 
 
+def test_seeded_searches_are_reproducible(tmp_path):
+    runs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        cfg = oracle_config(tmp_path, children=40, seed=seed, output_dir=str(tmp_path / name))
+        SearchRun(cfg, progress=False).run()
+        runs.append([(r["decisions"], r["reward"]) for r in read_jsonl(tmp_path / name / "journal.jsonl")])
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
 class _Cycle:
     """A strategy that keeps proposing the same three genotypes, to exercise de-duplication."""
 
@@ -312,3 +321,22 @@ def test_resume_keeps_what_defines_the_search(tmp_path, capsys):
     assert "--resume cannot change strategy" in capsys.readouterr().err
     assert cli.main(["--no-progress", "--output-dir", out, "--resume", "--children", "30"]) == 0
     assert len(read_jsonl(Path(out) / "journal.jsonl")) == 30
+
+
+def test_retrain_top_flag_hands_the_search_folder_and_budget_to_the_trainer(tmp_path, capsys, monkeypatch):
+    import nasnet_zoo.training.retrain as retrain
+
+    calls = []
+
+    def fake_retrain_top(source, k, **budget):
+        calls.append((str(source), k, budget))
+        return [{"rank": 0, "search_rank": 1, "search_reward": 0.5, "top1": 0.75, "params": 1234}]
+
+    monkeypatch.setattr(retrain, "retrain_top", fake_retrain_top)
+    cli, out = _cli(), str(tmp_path / "out")
+    assert cli.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "20",
+                     "--output-dir", out]) == 0
+    assert cli.main(["--output-dir", out, "--report-only", "--retrain-top", "2", "--retrain-epochs", "3",
+                     "--retrain-filters", "8"]) == 0
+    assert calls == [(out, 2, {"epochs": 3.0, "filters": 8})]
+    assert "0.7500" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import torch
 
 from nasnet_zoo import NASNET_A
 from nasnet_zoo.search import OracleReward, SearchConfig, SearchRun, SearchSpace
-from nasnet_zoo.search.backends import LocalBackend, Task
+from nasnet_zoo.search.backends import LocalBackend, RayBackend, Task
 from nasnet_zoo.search.child import ChildConfig, ProxyData, train_child
 from nasnet_zoo.search.rewards import ChildResult
 from nasnet_zoo.search.state import STATE_NAME, load_search_state
@@ -113,12 +113,26 @@ def test_proxy_search_on_two_local_workers(tmp_path, cifar_dir):
 
 
 @pytest.mark.slow
-def test_proxy_search_on_a_local_ray_with_two_workers(tmp_path, cifar_dir):
-    pytest.importorskip("ray")
-    cfg = _proxy_config(tmp_path, cifar_dir, "ray", 4)
-    cfg.ray_address = "local"
-    SearchRun(cfg, progress=False).run()
-    _check_proxy_journal(cfg)
+def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cifar_dir):
+    ray = pytest.importorskip("ray")
+    # a local Ray with 2 workers that can import this test module (for DiesOnce)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
+    try:
+        dying = RayBackend(DiesOnce(str(tmp_path), always=13), workers=2)
+        dying.submit(Task(0, NASNET_A.to_dict(), seed=11))
+        dying.submit(Task(1, NASNET_A.to_dict(), seed=13))
+        outcomes, deadline = [], time.time() + 120
+        while len(outcomes) < 2 and time.time() < deadline:
+            outcomes += dying.wait(1.0)
+        outcomes.sort(key=lambda o: o.task_id)
+        assert [(o.result.status, o.attempts) for o in outcomes] == [("ok", 2), ("worker_died", 2)]
+
+        cfg = _proxy_config(tmp_path, cifar_dir, "ray", 4)  # uses the Ray started above, shuts it down at the end
+        SearchRun(cfg, progress=False).run()
+        _check_proxy_journal(cfg)
+    finally:
+        ray.shutdown()
 
 
 def _start(out: Path, children: int) -> subprocess.Popen:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,7 +68,7 @@ class ProxyData:
         if config.train_size:
             train_idx = train_idx[:config.train_size]
 
-        def prepare(idx):  # noqa: ANN001, ANN202
+        def prepare(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             x = torch.from_numpy(images[idx]).float().div_(127.5).sub_(1.0)
             if config.image_size != x.shape[-1]:
                 x = F.interpolate(x, size=config.image_size, mode="bilinear", align_corners=False, antialias=True)

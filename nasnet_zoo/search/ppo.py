@@ -77,9 +77,9 @@ class PPOStrategy:
     name = "ppo"
 
     def __init__(self, space: SearchSpace, config: PPOConfig = PPOConfig(), *, hidden_size: int = 100,
-                 init_range: float = 0.1, seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 init_range: float = 0.1, seed: int = 0) -> None:
         self.space = space
-        self.controller = Controller(space, hidden_size, init_range, seed=seed).to(device)
+        self.controller = Controller(space, hidden_size, init_range, seed=seed)
         self.trainer = PPOTrainer(self.controller, config)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer: list[tuple[tuple[int, ...], float, float]] = []

@@ -48,7 +48,7 @@ def find_runs(root: str | Path) -> list[tuple[str, list[dict[str, Any]]]]:
         records = read_jsonl(journal)
         if records:
             folder = journal.parent.relative_to(root).as_posix()
-            label = f"{records[0].get('strategy', '?')} ({'.' if folder == '.' else folder})"
+            label = f"{records[0].get('strategy', '?')} ({root.resolve().name if folder == '.' else folder})"
             runs.append((label, records))
     return runs
 
@@ -72,7 +72,7 @@ def plot_rewards(root: str | Path, path: str | Path, window: int | None = None) 
     ax.set_title("Reward against children")
     ax.grid(alpha=0.3)
     if runs:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     return Path(path)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..config import dump_config
 from ..data.cifar import check_cifar_dir
 from ..utils.metrics import MetricsLogger
-from .backends import BACKENDS, Backend, InlineBackend, LocalBackend, RayBackend, Task, check_ray_address
+from .backends import BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task, check_ray_address
 from .child import ChildConfig, ProxyReward
 from .journal import JOURNAL_NAME, Journal, genotype_key
 from .ppo import PPOConfig, PPOStrategy
@@ -51,6 +51,7 @@ class SearchConfig:
     seed: int = 0
     backend: str = "local"
     workers: int = 2
+    worker_threads: int = 0      # torch threads per local worker (0 = CPU cores / workers)
     ray_address: str = "local"
     output_dir: str = "runs/search"
     top_k: int = 10
@@ -103,17 +104,17 @@ def build_strategy(cfg: SearchConfig) -> SearchStrategy:
                        init_range=cfg.controller.init_range, seed=cfg.seed)
 
 
-def build_evaluator(cfg: SearchConfig):  # noqa: ANN201 - an Evaluator
+def build_evaluator(cfg: SearchConfig) -> Evaluator:
     if cfg.reward == "oracle":
         return OracleReward(SearchSpace(cfg.controller.num_blocks), cfg.seed)
     return ProxyReward(check_cifar_dir(cfg.data_dir), cfg.child)
 
 
-def build_backend(cfg: SearchConfig, evaluator) -> Backend:  # noqa: ANN001
+def build_backend(cfg: SearchConfig, evaluator: Evaluator) -> Backend:
     if cfg.backend == "inline":
         return InlineBackend(evaluator, capacity=cfg.ppo.minibatch)
     if cfg.backend == "local":
-        return LocalBackend(evaluator, cfg.workers)
+        return LocalBackend(evaluator, cfg.workers, cfg.worker_threads or None)
     return RayBackend(evaluator, cfg.workers, cfg.ray_address)
 
 
@@ -193,6 +194,7 @@ class SearchRun:
 
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg
+        start = time.perf_counter()
         self.controller_seconds = 0.0
         for record in self.journal.records[self._replay_from:]:  # finished after the last checkpoint
             self._observe(record)
@@ -203,7 +205,6 @@ class SearchRun:
         in_flight: dict[int, _InFlight] = {}
         by_key: dict[str, int] = {}
         next_task = 0
-        start = time.perf_counter()
         try:
             while len(self.journal) < cfg.children:
                 pending = sum(1 + len(f.waiters) for f in in_flight.values())
