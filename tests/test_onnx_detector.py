@@ -171,3 +171,20 @@ def test_corrupt_detector_file(exported: dict, tmp_path: Path) -> None:
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 3])
     with pytest.raises(OnnxModelError, match="truncated or corrupt"):
         OnnxDetector(tmp_path / "cut.onnx")
+
+
+def test_paper_split_design_exports_exactly(tmp_path: Path) -> None:
+    """fasterrcnn_nasnet_a_mobile_nas: one RoI level, NASNet cells run per proposal as the second stage."""
+    from nasnet_zoo.detection.onnx import export_detector
+    torch.manual_seed(0)
+    model = build_detector("fasterrcnn_nasnet_a_mobile_nas", num_classes=3, min_size=160, max_size=256,
+                           backbone_args={"cells_per_stack": 1, "num_conv_filters": 8}, rpn_conv_channels=32,
+                           rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=60, box_score_thresh=0.0).eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(30)
+    export_detector(model, tmp_path / "nas.onnx", model_name="fasterrcnn_nasnet_a_mobile_nas",
+                    class_names=["__background__", "a", "b"])
+    runner = OnnxDetector(tmp_path / "nas.onnx")
+    cases = [("200x300", synthetic_image(200, 300, seed=9)), ("333x517", synthetic_image(333, 517, seed=4))]
+    report = run_detector_parity(lambda im: torch_detections(model, im), runner.raw, cases)
+    assert report.ok and all(c.figures["torch dets"] > 0 for c in report.cases), report.table()
