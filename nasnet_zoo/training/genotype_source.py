@@ -36,7 +36,8 @@ def ranked_genotypes(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     if path.is_dir():
-        found = [path / n for n in ("top_genotypes.json", "journal.jsonl") if (path / n).is_file()]
+        # The journal holds every child; top_genotypes.json only the report's top few.
+        found = [path / n for n in ("journal.jsonl", "top_genotypes.json") if (path / n).is_file()]
         if not found:
             raise FileNotFoundError(f"{path} holds neither top_genotypes.json nor journal.jsonl from a search")
         path = found[0]

@@ -11,6 +11,9 @@ from .engine import train
 from .genotype_source import ranked_genotypes
 
 RANKING_NAME = "ranking.json"
+# Network size when neither the recipe nor the budget gives one: the paper's search children have N = 2 cells per
+# stack; 32 base filters is nasnet_a_cifar's width.
+DEFAULT_CELLS_PER_STACK, DEFAULT_FILTERS = 2, 32
 
 
 def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = None, recipe: str = "cifar",
@@ -19,8 +22,9 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
 
     ``source`` is a search output folder, its ``journal.jsonl`` or ``top_genotypes.json``. ``budget`` takes the
     CLI's short names (``epochs``, ``max_steps``, ``batch_size``, ``lr``, ``data_dir``, ``cells_per_stack``,
-    ``filters``, ``device``, ...) on top of ``recipe``; ``overrides`` are further ``KEY VALUE`` pairs. Each child
-    trains in ``output_dir/rank_<i>`` (resumable); the ranking is also written to ``output_dir/ranking.json``.
+    ``filters``, ``device``, ...) on top of ``recipe`` (size defaults: 2 cells per stack, 32 filters);
+    ``overrides`` are further ``KEY VALUE`` pairs. Each child trains in ``output_dir/rank_<i>`` (resumable); the
+    ranking is also written to ``output_dir/ranking.json``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -35,6 +39,8 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
         cfg = load_config(TrainConfig(), recipe_path(recipe), [
             *shortcut_overrides(budget), *overrides, "model.genotype", str(genotype_file), "model.rank", "0",
             "output_dir", str(run_dir)])
+        cfg.model.cells_per_stack = cfg.model.cells_per_stack or DEFAULT_CELLS_PER_STACK
+        cfg.model.filters = cfg.model.filters or DEFAULT_FILTERS
         result = train(cfg, resume=True)
         rows.append({"search_rank": search_rank, "search_reward": entry["reward"], "top1": result["top1"],
                      "params": result["params"], "output_dir": str(run_dir),
