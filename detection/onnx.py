@@ -22,7 +22,7 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import onnx
@@ -279,12 +279,17 @@ def category_names(category_ids: Sequence[int], annotations: str | os.PathLike |
     return [str(c) for c in category_ids]
 
 
+class LoadedDetector(NamedTuple):
+    model: GeneralizedRCNN     #: eval mode, weights from the checkpoint
+    category_ids: list[int]    #: dataset category id of each model label (index 0, the background, is 0)
+    annotations: Path | None   #: the run's COCO annotation file, when it is still there (category names)
+
+
 def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | os.PathLike | None = None,
-                  overrides: Sequence[str] = ()) -> tuple[GeneralizedRCNN, list[int]]:
+                  overrides: Sequence[str] = ()) -> LoadedDetector:
     """Build detector ``name`` as its training run did and load ``checkpoint`` (a train_det.py checkpoint).
 
-    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint. Returns the eval-mode
-    model and the category id of each model label (index 0, the background, is 0).
+    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint.
     """
     from nasnet_zoo.config import load_config
 
@@ -309,4 +314,5 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
     model = build_model(config, saved["num_classes"])
     load_checkpoint(checkpoint, model, model_identity(name, saved["num_classes"], saved.get("categories", categories)))
-    return model.eval(), [0] + categories
+    found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
+    return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)

@@ -45,8 +45,9 @@ NAME = "fasterrcnn_nasnet_a_mobile_fpn"
 CATEGORIES = [3, 7, 11, 20]
 
 
-def run_config() -> DetConfig:
+def run_config(annotations: Path) -> DetConfig:
     cfg = DetConfig()
+    cfg.data.val_ann = str(annotations)  # the export names categories from the run's own annotation file
     cfg.model.name = NAME
     cfg.model.backbone_args = {"cells_per_stack": 1, "num_conv_filters": 8}
     cfg.model.options = {"fpn_channels": 32, "box_head_dim": 64, "box_score_thresh": 0.55,
@@ -59,7 +60,8 @@ def run_config() -> DetConfig:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder as tools/train_det.py leaves it: config.yaml and model_final.pth."""
     out = tmp_path_factory.mktemp("det_run")
-    cfg = run_config()
+    (out / "val.json").write_text(json.dumps({"categories": [{"id": c, "name": f"thing{c}"} for c in CATEGORIES]}))
+    cfg = run_config(out / "val.json")
     torch.manual_seed(0)
     model = build_detector(NAME, num_classes=len(CATEGORIES) + 1, backbone_args=cfg.model.backbone_args,
                            min_size=160, max_size=256, **cfg.model.options)
@@ -97,7 +99,7 @@ def test_file_metadata_and_dynamic_size(exported: dict) -> None:
     meta = {p.key: json.loads(p.value) if p.value[:1] in "[{" else p.value for p in model.metadata_props}
     assert meta["nasnet_zoo.task"] == "detection" and meta["nasnet_zoo.model_name"] == NAME
     assert meta["nasnet_zoo.category_ids"] == [0] + CATEGORIES
-    assert meta["nasnet_zoo.class_names"] == ["__background__"] + [str(c) for c in CATEGORIES]
+    assert meta["nasnet_zoo.class_names"] == ["__background__"] + [f"thing{c}" for c in CATEGORIES]
     assert meta["nasnet_zoo.preprocessing"]["min_size"] == 160
     assert meta["nasnet_zoo.version"] == nasnet_zoo.__version__
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim[:2]]
@@ -106,7 +108,7 @@ def test_file_metadata_and_dynamic_size(exported: dict) -> None:
 
 def test_exact_scale_sizes_and_real_photos(exported: dict, run_dir: Path, coco_tiny: Path) -> None:
     """Sides that scale to whole numbers (200x300 -> 160x240) are where torchvision's own trace is a pixel off."""
-    model, _ = load_detector(NAME, run_dir / "model_final.pth")
+    model = load_detector(NAME, run_dir / "model_final.pth").model
     runner = OnnxDetector(exported["path"])
     photos = sorted((coco_tiny / "val2017").glob("*.jpg"))[:2]
     cases = [("200x300", synthetic_image(200, 300, seed=5)), ("250x250", synthetic_image(250, 250, seed=6))] + \
@@ -128,7 +130,7 @@ def test_onnx_detector_inputs_and_outputs(exported: dict, run_dir: Path) -> None
     for other in (by_pil, by_array):
         assert np.array_equal(by_path["boxes"], other["boxes"]) and np.array_equal(by_path["labels"], other["labels"])
     assert len(by_path["scores"]) > 0 and set(by_path["labels"]) <= set(CATEGORIES)
-    assert by_path["names"] == [str(c) for c in by_path["labels"]]
+    assert by_path["names"] == [f"thing{c}" for c in by_path["labels"]]
     boxes = by_path["boxes"]
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= array.shape[1]).all() and (boxes[:, 3] <= array.shape[0]).all()
     empty = det(np.full((64, 48, 3), 114, np.uint8))

@@ -36,7 +36,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pretrained", help="classifier weights: a zoo tag or a local file")
     p.add_argument("--checkpoint", help="detector checkpoint from tools/train_det.py (model_final.pth)")
     p.add_argument("--config-file", help="the detector's run config (default: config.yaml beside the checkpoint)")
-    p.add_argument("--annotations", help="COCO annotation file naming the detector's categories")
+    p.add_argument("--annotations", help="COCO annotation file naming the detector's categories "
+                   "(default: the run's own, from its config)")
     p.add_argument("--score-thresh", type=float, help="detector box score threshold baked into the export")
     p.add_argument("--output", required=True, help="the .onnx file to write")
     p.add_argument("--verify", nargs="*", metavar="IMG", help="check parity on these images and built-in cases")
@@ -92,10 +93,10 @@ def export_and_check_classifier(args: argparse.Namespace, images: list[np.ndarra
 def export_and_check_detector(args: argparse.Namespace, images: list[np.ndarray]) -> dict[str, Any]:
     from nasnet_zoo.detection.onnx import (OnnxDetector, builtin_detector_cases, category_names, export_detector,
                                            load_detector, run_detector_parity, torch_detections)
-    model, category_ids = load_detector(args.detector, args.checkpoint, args.config_file, args.opts)
+    model, category_ids, run_annotations = load_detector(args.detector, args.checkpoint, args.config_file, args.opts)
     if args.score_thresh is not None:
         model.roi_heads.score_thresh = args.score_thresh
-    names = ["__background__"] + category_names(category_ids[1:], args.annotations)
+    names = ["__background__"] + category_names(category_ids[1:], args.annotations or run_annotations)
     export_detector(model, args.output, model_name=args.detector, class_names=names, category_ids=category_ids)
     runner = OnnxDetector(args.output, args.providers, threads=args.threads)
     print(f"wrote {args.output} (providers: {', '.join(runner.providers)})")
