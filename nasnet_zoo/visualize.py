@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -56,21 +58,22 @@ def _layout(cell: CellGenotype) -> tuple[dict[int, tuple[float, float]], int]:
     return pos, max(depth)
 
 
-def _box(ax, xy: tuple[float, float], text: str, color: str, width: float = 2.1, height: float = 0.62,  # noqa: ANN001
+def _box(ax: Axes, xy: tuple[float, float], text: str, color: str, width: float = 2.1, height: float = 0.62,
          bold: bool = False) -> None:
     x, y = xy
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.04,rounding_size=0.15",
-                                facecolor=color, edgecolor="#444444", linewidth=1.0, zorder=3))
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                boxstyle="round,pad=0.04,rounding_size=0.15", facecolor=color, edgecolor="#444444",
+                                linewidth=1.0, zorder=3))
     ax.text(x, y, text, ha="center", va="center", fontsize=8.5, zorder=4, fontweight="bold" if bold else "normal")
 
 
-def _arrow(ax, start: tuple[float, float], end: tuple[float, float], **style) -> None:  # noqa: ANN001, ANN003
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **style: Any) -> None:
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, shrinkA=2, shrinkB=2,
                                  color=style.pop("color", "#555555"), linewidth=style.pop("linewidth", 0.9),
                                  zorder=2, **style))
 
 
-def _draw_cell_on(ax, cell: CellGenotype, title: str) -> None:  # noqa: ANN001
+def _draw_cell_on(ax: Axes, cell: CellGenotype, title: str) -> None:
     pos, max_depth = _layout(cell)
     half_box = 1.05
     for idx in range(NUM_CELL_INPUTS):
