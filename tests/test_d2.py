@@ -81,6 +81,7 @@ def test_configs_build(name: str) -> None:
         expected = {"nasnet_a_mobile": 2 * 528, "nasnet_a_large": 2 * 2016}[cfg.MODEL.NASNET.ARCH]
         assert shapes["stage4"].channels == expected
         assert type(model.roi_heads).__name__ == "NASNetROIHeads"
+        assert model.proposal_generator.rpn_head.objectness_logits.in_channels == 512  # narrowed RPN conv
     else:
         assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
         bottom_up = model.backbone.bottom_up.output_shape()
@@ -230,3 +231,13 @@ def test_onnx_export_matches_pytorch(design: str, score_thresh: str, coco_tiny: 
     assert [r.num_detections for r in results] == ([20, 20, 20] if design == "fpn" else [0, 0, 0])
     with pytest.raises(ValueError, match="opset"):
         export_onnx(model, images[0], path, opset=11)
+
+
+def test_cli_errors_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="--train-ann"):
+        main(["--train-images", str(tmp_path), "--train-ann", str(tmp_path / "missing.json")])
+    with pytest.raises(ValueError, match="go together"):
+        main(["--val-images", str(tmp_path)])
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(ValueError, match="--num-gpus 2 needs that many GPUs"):
+            main(["--num-gpus", "2", "--config-file", str(DEMO)])

@@ -193,6 +193,10 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry: parse ``argv`` and launch one worker per GPU (``--num-gpus``)."""
     args = build_parser().parse_args(argv)
+    available = torch.cuda.device_count()
+    if args.num_gpus > 1 and args.num_gpus > available:
+        raise ValueError(f"--num-gpus {args.num_gpus} needs that many GPUs, this machine has {available}: "
+                         "detectron2's trainer gives DDP GPU device ids, so CPU runs use one process")
     launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 
