@@ -152,6 +152,9 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg = get_cfg()
     add_nasnet_config(cfg)
     demo = uses_demo_data(args)
+    if demo and not DEMO_CONFIG.is_file():
+        raise FileNotFoundError(f"the demo config {DEMO_CONFIG} ships with the nasnet-zoo source tree: run the demo "
+                                "from a checkout (pip install -e .), or give --config-file and dataset flags")
     config_file = str(DEMO_CONFIG) if demo else args.config_file
     if config_file:
         if not os.path.isfile(config_file):
