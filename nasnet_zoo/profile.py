@@ -1,8 +1,8 @@
 """Model size and cost as the NASNet paper counts them.
 
-* **Parameters**: trainable parameters of the inference network, without the auxiliary head (it exists only
-  in training). BatchNorm's gamma/beta count, its moving statistics do not (they are buffers). This gives
-  TF-slim's trainable-variable count: 5,291,035 for NASNet-A Mobile with 1001 classes.
+* **Parameters**: every parameter of the inference network (frozen ones too), without the auxiliary head (it
+  exists only in training). BatchNorm's gamma/beta count, its moving statistics do not (they are buffers).
+  This gives TF-slim's trainable-variable count: 5,291,035 for NASNet-A Mobile with 1001 classes.
 * **Mult-adds**: multiply-accumulates of the convolutions (depthwise ones included, k*k per output value)
   and the fully connected layer, for one image at the given size. Pooling, BN, ReLU and additions are not
   counted; with this rule NASNet-A Mobile is 564M at 224 and Large 23.8B at 331, as in the paper (table 2).
