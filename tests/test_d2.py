@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("detectron2", reason="detectron2 is not installed; build it from source (docs/detectron2.md)")
 
-from detectron2.config import get_cfg  # noqa: E402
+from detectron2.config import CfgNode, get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 import nasnet_zoo  # noqa: E402
@@ -34,7 +34,7 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def make_cfg(config: Path, *overrides: str):
+def make_cfg(config: Path, *overrides: str) -> CfgNode:
     cfg = get_cfg()
     add_nasnet_config(cfg)
     cfg.merge_from_file(str(config))
@@ -119,7 +119,7 @@ def test_features_equal_torchvision_engine(mobile_weights: Path) -> None:
     fpn = build_model(make_cfg(DEMO)).eval()
     NASNetCheckpointer(fpn).load(str(mobile_weights))
     reference = nasnet_zoo.create_model("nasnet_a_mobile", features_only=True, out_indices=(1, 2, 3, 4))
-    reference.load_state_dict(torch.load(mobile_weights), strict=False)
+    assert not reference.load_state_dict(torch.load(mobile_weights), strict=False).missing_keys
     with torch.no_grad():
         ours = fpn.backbone.bottom_up(image)
         theirs = reference.eval()(image)
