@@ -302,7 +302,8 @@ def _closed_port() -> int:
     (["--reward", "proxy", "--data-dir", "{tmp}"], "is not the CIFAR-10 python layout: missing data_batch_1"),
     (["--reward", "oracle", "--backend", "ray", "--ray-address", "127.0.0.1:{port}"], "does not answer"),
     (["--config-file", "{tmp}/missing.yaml"], "does not exist"),
-    (["--reward", "oracle", "--children", "0"], "children, workers and top_k must be >= 1"),
+    (["--reward", "oracle", "--children", "0"], "children and top_k must be >= 1"),
+    (["--reward", "oracle", "--workers", "-1"], "workers and worker_threads >= 0"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path, capsys, args, message):
     out = tmp_path / "out"

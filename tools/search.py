@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--children", type=int, help="children to evaluate in total (20,000 in the paper)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backend", help=f"one of {', '.join(BACKENDS)} (inline: in this process, for the oracle)")
-    p.add_argument("--workers", type=int, help="worker processes / Ray tasks at once (one per GPU on GPUs)")
+    p.add_argument("--workers", type=int, help="children at once: local worker processes or Ray tasks "
+                   "(default 0: one per GPU, or 2 without GPUs)")
     p.add_argument("--ray-address", help="'local' (start Ray here), 'auto', or host:port of a running cluster")
     p.add_argument("--output-dir", help="journal.jsonl, search_state.pt, metrics, tensorboard, report")
     p.add_argument("--top-k", type=int, help="genotypes kept in top_genotypes.json")

@@ -252,9 +252,12 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
 
 
 class RayBackend:
-    """Children as Ray tasks on an existing cluster (``address``) or on a local Ray ('local')."""
+    """Children as Ray tasks on an existing cluster (``address``) or on a local Ray ('local').
 
-    def __init__(self, evaluator: Evaluator, workers: int, address: str = "local") -> None:
+    ``workers`` children run at once; ``None`` means one per GPU of the cluster (2 on a cluster without GPUs).
+    """
+
+    def __init__(self, evaluator: Evaluator, workers: int | None, address: str = "local") -> None:
         import ray
 
         check_ray_address(address)
@@ -262,14 +265,14 @@ class RayBackend:
         if not ray.is_initialized():
             try:
                 if address in ("", "local"):
-                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                    ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
                 else:
                     ray.init(address=address, log_to_driver=False)
             except ConnectionError as err:
                 raise RayError(f"cannot connect to Ray at {address!r}: {err}; start one with 'ray start --head' "
                                "or use --ray-address local") from None
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        self.capacity = min(workers, gpus) if gpus else workers
+        self.capacity = min(workers or gpus, gpus) if gpus else workers or 2
         self._remote = ray.remote(_ray_evaluate).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
         self._evaluator = ray.put(evaluator)
         self._token = uuid.uuid4().hex

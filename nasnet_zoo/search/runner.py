@@ -18,7 +18,8 @@ from tqdm import tqdm
 from ..config import dump_config
 from ..data.cifar import check_cifar_dir
 from ..utils.metrics import MetricsLogger
-from .backends import BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task, check_ray_address
+from .backends import (BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task,
+                       check_ray_address, gpu_devices)
 from .child import ChildConfig, ProxyReward
 from .journal import JOURNAL_NAME, Journal, genotype_key
 from .ppo import PPOConfig, PPOStrategy
@@ -50,7 +51,7 @@ class SearchConfig:
     children: int = 20000
     seed: int = 0
     backend: str = "local"
-    workers: int = 2
+    workers: int = 0             # children at once; 0 = one per GPU (local GPUs or the Ray cluster's), else 2
     worker_threads: int = 0      # torch threads per local worker (0 = CPU cores / workers)
     ray_address: str = "local"
     output_dir: str = "runs/search"
@@ -74,9 +75,9 @@ def validate_config(cfg: SearchConfig) -> None:
     _one_of("strategy", cfg.strategy, STRATEGIES)
     _one_of("reward", cfg.reward, REWARDS)
     _one_of("backend", cfg.backend, BACKENDS)
-    if cfg.children < 1 or cfg.workers < 1 or cfg.top_k < 1:
-        raise SearchConfigError(f"children, workers and top_k must be >= 1; got {cfg.children}, {cfg.workers}, "
-                                f"{cfg.top_k}")
+    if cfg.children < 1 or cfg.top_k < 1 or cfg.workers < 0 or cfg.worker_threads < 0:
+        raise SearchConfigError(f"children and top_k must be >= 1, workers and worker_threads >= 0 (0 = automatic); "
+                                f"got {cfg.children}, {cfg.top_k}, {cfg.workers}, {cfg.worker_threads}")
     try:
         SearchSpace(cfg.controller.num_blocks)
         cfg.ppo.validate()
@@ -114,8 +115,8 @@ def build_backend(cfg: SearchConfig, evaluator: Evaluator) -> Backend:
     if cfg.backend == "inline":
         return InlineBackend(evaluator, capacity=cfg.ppo.minibatch)
     if cfg.backend == "local":
-        return LocalBackend(evaluator, cfg.workers, cfg.worker_threads or None)
-    return RayBackend(evaluator, cfg.workers, cfg.ray_address)
+        return LocalBackend(evaluator, cfg.workers or len(gpu_devices()) or 2, cfg.worker_threads or None)
+    return RayBackend(evaluator, cfg.workers or None, cfg.ray_address)
 
 
 @dataclass
