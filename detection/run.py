@@ -127,7 +127,7 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
         dump_config(cfg, output_dir / "config.yaml")
 
     if eval_only:
-        load_checkpoint(weights, model, identity)  # also replaces any backbone weights  # type: ignore[arg-type]
+        load_checkpoint(weights, model, identity)  # type: ignore[arg-type]
         if val is None:
             raise ValueError("--eval-only needs --val-images and --val-ann")
         return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,

@@ -121,7 +121,7 @@ def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path,
     saved = torch.load(out / "checkpoint.pth", weights_only=False)["iteration"]
     assert saved % 3 == 0 and saved >= 3
 
-    stdout = train_det("--resume", *args[1:])
+    stdout = train_det("--output-dir", str(out), "--resume")  # the run's config.yaml supplies everything else
     assert f"resumed from {out / 'checkpoint.pth'} at iteration {saved}" in stdout
     records = read_jsonl(out / "metrics.jsonl")
     after = [r for r in records[len(before):] if "loss" in r]

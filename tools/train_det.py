@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     from nasnet_zoo.detection.run import run, uses_demo_data
 
     config_file = args.config_file
-    no_data = not any((args.train_ann, args.val_ann))
-    if config_file is None and no_data:
+    saved_config = Path(args.output_dir or "") / "config.yaml"
+    if config_file is None and args.resume and args.output_dir and saved_config.is_file():
+        config_file = saved_config  # `--output-dir X --resume` continues the run recorded there
+    elif config_file is None and not any((args.train_ann, args.val_ann)):
         config_file = DEMO_CONFIG
     try:
         cfg = load_config(DetConfig(), config_file, flag_overrides(args) + list(args.opts))
