@@ -341,3 +341,17 @@ def test_retrain_top_flag_hands_the_search_folder_and_budget_to_the_trainer(tmp_
                      "--retrain-filters", "8"]) == 0
     assert calls == [(out, 2, {"epochs": 3.0, "filters": 8})]
     assert "0.7500" in capsys.readouterr().out
+
+
+def test_a_child_that_raises_gets_reward_zero_with_the_error_as_reason():
+    from nasnet_zoo import NASNET_A
+    from nasnet_zoo.search.backends import InlineBackend, Task
+
+    def broken(genotype, seed=0, device="cpu"):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    backend = InlineBackend(broken)
+    backend.submit(Task(7, NASNET_A.to_dict(), seed=0))
+    [outcome] = backend.wait(0.0)
+    assert (outcome.task_id, outcome.result.status, outcome.result.reward) == (7, "error", 0.0)
+    assert outcome.result.reason == "RuntimeError: CUDA out of memory (simulated)"
