@@ -95,9 +95,10 @@ class _CachedAvgPool(nn.Module):
         inverse = self._inverse_counts.get(key)
         if inverse is None:
             ones = F.pad(torch.ones((1, 1) + key[:2], device=x.device, dtype=x.dtype), pads)
-            inverse = 1.0 / F.avg_pool2d(ones, k, s, divisor_override=1)
+            # k*k / real cells; plain avg_pool2d (not divisor_override, which ONNX exporters mistranslate).
+            inverse = 1.0 / F.avg_pool2d(ones, k, s)
             self._inverse_counts[key] = inverse
-        return F.avg_pool2d(F.pad(x, pads), k, s, divisor_override=1) * inverse
+        return F.avg_pool2d(F.pad(x, pads), k, s) * inverse
 
 
 def _fused_pool(pool: Pool2dSame) -> nn.Module:
