@@ -123,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.report_only:
-        summary = run.run()
+        try:
+            summary = run.run()
+        except RayError as err:  # 'auto' found no cluster: known only when Ray tries, still before any child
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
     print(write_report(cfg.output_dir, cfg.top_k, args.plot_root))
     if args.retrain_top:
