@@ -331,7 +331,8 @@ def test_retrain_top_flag_hands_the_search_folder_and_budget_to_the_trainer(tmp_
 
     def fake_retrain_top(source, k, **budget):
         calls.append((str(source), k, budget))
-        return [{"rank": 0, "search_rank": 1, "search_reward": 0.5, "top1": 0.75, "params": 1234}]
+        return [{"rank": 1, "search_rank": 2, "search_reward": 0.5, "top1": 75.0, "params": 1234, "output_dir": "r2"},
+                {"rank": 2, "search_rank": 1, "search_reward": 0.6, "top1": 70.0, "params": 1234, "output_dir": "r1"}]
 
     monkeypatch.setattr(retrain, "retrain_top", fake_retrain_top)
     cli, out = _cli(), str(tmp_path / "out")
@@ -340,7 +341,7 @@ def test_retrain_top_flag_hands_the_search_folder_and_budget_to_the_trainer(tmp_
     assert cli.main(["--output-dir", out, "--report-only", "--retrain-top", "2", "--retrain-epochs", "3",
                      "--retrain-filters", "8"]) == 0
     assert calls == [(out, 2, {"epochs": 3.0, "filters": 8})]
-    assert "0.7500" in capsys.readouterr().out
+    assert "winner: the search's rank-2 cell (reward 0.5000) retrains to 75.00% top-1" in capsys.readouterr().out
 
 
 def test_a_child_that_raises_gets_reward_zero_with_the_error_as_reason():

@@ -97,16 +97,12 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
 
 
 def retrain(args: argparse.Namespace, cfg: SearchConfig) -> None:
-    from nasnet_zoo.training.retrain import retrain_top  # the classifier trainer is only needed here
+    from nasnet_zoo.training.retrain import format_ranking, retrain_top  # only needed here
 
     budget = {kw: getattr(args, flag) for flag, kw in RETRAIN_BUDGET.items() if getattr(args, flag) is not None}
     if cfg.data_dir:
         budget.setdefault("data_dir", cfg.data_dir)
-    rows = retrain_top(cfg.output_dir, args.retrain_top, **budget)
-    print(f"{'rank':>4} {'search rank':>11} {'search reward':>13} {'top-1':>7} {'params':>9}")
-    for row in rows:
-        print(f"{row['rank']:>4} {row['search_rank']:>11} {row['search_reward']:>13.4f} {row['top1']:>7.4f} "
-              f"{row['params']:>9}")
+    print(format_ranking(retrain_top(cfg.output_dir, args.retrain_top, **budget)))
 
 
 def main(argv: list[str] | None = None) -> int:
