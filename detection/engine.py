@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -108,7 +108,7 @@ def make_train_state(model: nn.Module, solver: SolverConfig, device: torch.devic
 
 def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, device: torch.device,
           dist_info: DistInfo, output_dir: Path, identity: dict[str, Any], seed: int = 0, num_workers: int = 0,
-          grouping: bool = True, eval_hook=None, eval_period: int = 0) -> None:
+          grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0) -> None:
     """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations."""
     model = state.model
     ddp = DistributedDataParallel(model) if dist_info.distributed else model
@@ -194,7 +194,9 @@ def evaluate_and_report(model: nn.Module, dataset: CocoDetection, *, device: tor
     print(f"COCO bbox ({len(dataset)} images): {format_metrics(metrics)}", flush=True)
     atomic_write_json(output_dir / "coco_eval.json", metrics)
     if iteration is not None:
-        MetricsLogger(output_dir, step_key="iter").log(iter=iteration, **{f"eval/{k}": v for k, v in metrics.items()})
+        logger = MetricsLogger(output_dir, step_key="iter")
+        logger.log(iter=iteration, **{f"eval/{k}": v for k, v in metrics.items()})
+        logger.close()
     if vis:
         paths = save_visualizations(model, dataset, device, output_dir / "vis", vis, vis_score_thresh)
         print(f"drew {len(paths)} images (left: predictions >= {vis_score_thresh}, right: ground truth) in "

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
-from .coco import CategoryMap
+from .coco import CategoryMap, CocoDetection
 
 
 def _font() -> str | None:
@@ -41,7 +41,7 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 8) -> Image
 
 
 @torch.no_grad()
-def save_visualizations(model: torch.nn.Module, dataset, device: torch.device, out_dir: str | Path, count: int,
+def save_visualizations(model: torch.nn.Module, dataset: CocoDetection, device: torch.device, out_dir: str | Path, count: int,
                         score_thresh: float = 0.5, min_side: int = 384) -> list[Path]:
     """Draw ``count`` dataset images: predictions (score >= ``score_thresh``) left, ground truth right.
 

@@ -32,7 +32,7 @@ TINY_OPTIONS = ("{fpn_channels: 16, box_head_dim: 32, anchor_sizes: [8, 16, 32, 
 TINY = ["DEMO.NUM_TRAIN", "8", "DEMO.NUM_VAL", "4", "DEMO.CANVAS", "64", "DEMO.MIN_DIGIT", "16",
         "DEMO.MAX_DIGIT", "28", "DEMO.PRETRAIN_STEPS", "0", "MODEL.BACKBONE_ARGS", TINY_MODEL,
         "MODEL.OPTIONS", TINY_OPTIONS, "INPUT.MIN_SIZE", "[64]", "INPUT.MAX_SIZE", "64",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1"]
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1", "DEVICE", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_demo_path_trains_evaluates_draws_and_reloads(train_det, tmp_path):
 
 def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path, train_det):
     out = tmp_path / "run"
-    args = [str(TOOL), "--output-dir", str(out), "--max-iter", "24", *TINY, "SOLVER.CHECKPOINT_PERIOD", "3",
+    args = [str(TOOL), "--output-dir", str(out), "--max-iter", "40", *TINY, "SOLVER.CHECKPOINT_PERIOD", "3",
             "SOLVER.BASE_LR", "0.01"]
     proc = subprocess.Popen([sys.executable, *args], env=_env(home), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -125,7 +125,7 @@ def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path,
     assert f"resumed from {out / 'checkpoint.pth'} at iteration {saved}" in stdout
     records = read_jsonl(out / "metrics.jsonl")
     after = [r for r in records[len(before):] if "loss" in r]
-    assert after[0]["iter"] == saved + 1 and after[-1]["iter"] == 24
+    assert after[0]["iter"] == saved + 1 and after[-1]["iter"] == 40
     replayed = [r for r in after if r["iter"] in before]
     assert replayed, "the killed run logged nothing after its last checkpoint"
     for record in replayed:  # same data, RNG and optimizer state: the replayed iterations are identical
@@ -194,7 +194,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 def test_ddp_with_two_gloo_processes(home, tmp_path):
     ddp_out = tmp_path / "ddp"
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(TOOL), "--output-dir", str(ddp_out), "--max-iter", "3", "--device", "cpu", *TINY],
+                             str(TOOL), "--output-dir", str(ddp_out), "--max-iter", "3", *TINY],
                             env=_env(home), capture_output=True, text=True, timeout=240, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert [r["iter"] for r in read_jsonl(ddp_out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
