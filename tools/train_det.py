@@ -59,6 +59,19 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def without_engine_flag(argv: list[str]) -> list[str]:
+    """argv minus ``--engine X`` / ``--engine=X``, for the detectron2 tool, which has no such flag."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--engine":
+            skip = True
+        elif not arg.startswith("--engine="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                      "with `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`"
                      " (see docs/detection.md), or use the default --engine torchvision")
         from nasnet_zoo.detection.d2.train_net import main as d2_main
-        return d2_main([a for a in argv if not a.startswith("--engine") and a != "detectron2"])
+        return d2_main(without_engine_flag(argv))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from nasnet_zoo.config import ConfigError, load_config
