@@ -8,7 +8,6 @@ names an extra manifest whose entries add to (or replace) the built-in ones, for
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from torch import nn
 from .convert import SOURCES as FOREIGN_SOURCES
 from .convert import convert_state_dict
 from .convert.files import read_weights_file
-from .utils.io import atomic_path
+from .utils.io import atomic_path, sha256_file
 
 SOURCES = ("ours", *FOREIGN_SOURCES)
 FILE_FORMATS = ("safetensors", "pth", "npz", "tf-checkpoint-archive")
@@ -141,14 +140,6 @@ def default_weights(model_name: str) -> Weights:
 # ---- cache and download -------------------------------------------------------------------------------------
 def cache_dir() -> Path:
     return Path(os.environ.get("NASNET_ZOO_HOME") or Path.home() / ".cache" / "nasnet_zoo").expanduser()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hash_matches(actual: str, expected: str) -> bool:

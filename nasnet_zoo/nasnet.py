@@ -6,7 +6,7 @@ The wiring replays TF-slim's ``_build_nasnet_base`` so that end points and weigh
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -226,9 +226,6 @@ class NASNet(nn.Module):
         if min(x.shape[-2:]) < side:
             raise ValueError(f"expected {expected}, got an image of {x.shape[-2]}x{x.shape[-1]}: too small, every "
                              f"reduction must keep at least one pixel; resize to at least {side}x{side}")
-
-    def config_reductions(self) -> list[str]:
-        return [p.name for p in self._plans if p.reduction]
 
     # ---- forward -------------------------------------------------------------------------------------------
     def _run_cells(self, x: torch.Tensor, until: str | None = None,

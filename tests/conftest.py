@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -40,6 +41,16 @@ def tf_fixtures() -> Path:
     if not (path / "nasnet_a_mobile_tf_random.npz").is_file():
         pytest.skip(f"TF-slim fixtures not found at {path} (set NASNET_ZOO_TF_FIXTURES)")
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for tests of many tiny ops: oversubscribed threads make them several times slower
+    on a 2-core machine, especially next to worker subprocesses."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

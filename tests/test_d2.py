@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -25,13 +24,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detectron2"
 DEMO = CONFIGS / "faster_rcnn_nasnet_a_mobile_fpn_demo_cpu.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, oneDNN with 2 threads runs up to 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_cfg(config: Path, *overrides: str) -> CfgNode:

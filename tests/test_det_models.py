@@ -16,13 +16,7 @@ LIGHT = dict(min_size=64, max_size=64, rpn_pre_nms_top_n_test=50, rpn_post_nms_t
              rpn_pre_nms_top_n_train=50, rpn_post_nms_top_n_train=16, box_batch_size_per_image=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is shared with other jobs; one thread avoids stalls at every parallel op (see docs/detection.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _targets(n: int) -> list[dict[str, torch.Tensor]]:

@@ -21,13 +21,7 @@ from nasnet_zoo.utils.io import read_jsonl
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The controller is tiny; on a busy 2-core machine extra threads only slow it down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def oracle_config(tmp_path: Path, **kw) -> SearchConfig:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from nasnet_zoo import NASNET_A
 from nasnet_zoo.search import OracleReward, SearchConfig, SearchRun, SearchSpace
@@ -25,13 +24,7 @@ TINY_CHILD = ["--child-train-size", "64", "--child-val-size", "50", "--child-ima
               "4", "--child-cells", "1", "child.batch_size", "32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny children and the controller run several times faster on one thread of this busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_child_config(**kw) -> ChildConfig:

@@ -32,13 +32,7 @@ TINY = ["model.cells_per_stack", "1", "model.filters", "8", "model.stem_multipli
         "solver.batch_size", "8", "log_period", "1", "channels_last", "false", "device", "cpu", "threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine, oversubscribed threads make these tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_fake_cifar(root: Path, per_batch: int = 8, test: int = 16, seed: int = 0) -> Path:

@@ -6,7 +6,6 @@ rebuild the network (registry name or genotype, plus every ``NASNetConfig`` fiel
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -18,20 +17,12 @@ from safetensors.torch import save_file
 from ..genotypes import Genotype
 from ..nasnet import NASNet, NASNetConfig
 from ..registry import create_model
-from ..utils.io import atomic_path, atomic_write_json
+from ..utils.io import atomic_path, atomic_write_json, sha256_file
 from .checkpoint import architecture, check_architecture, load_state_strict
 
 WEIGHTS_NAME = "model_final.safetensors"
 MANIFEST_NAME = "manifest.json"
 SEARCHED_ARCHITECTURE = "nasnet_searched"  # manifest architecture of a genotype-built network (no registry name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_weights(model: NASNet, path: str | Path, *, registry_name: str | None) -> None:
@@ -56,7 +47,7 @@ def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | No
         "architecture": arch,
         "default": False,
         "url": weights.as_uri(),
-        "sha256": _sha256(weights),
+        "sha256": sha256_file(weights),
         "source": "ours",
         "file_format": "safetensors",
         "num_classes": model.config.num_classes,
