@@ -102,11 +102,12 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
          weights: str | None) -> dict[str, float]:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _seed_everything(cfg.seed + dist_info.rank)
     if eval_only and not weights:
         raise ValueError("--eval-only needs --weights PATH (for example OUTPUT/model_final.pth)")
     if uses_demo_data(cfg):
         prepare_demo(cfg, device, dist_info, pretrain=not eval_only)
+    # Seed after the demo's (cached or fresh) backbone pretraining, so both paths train the same detector.
+    _seed_everything(cfg.seed + dist_info.rank)
     subset = list(cfg.data.image_ids)
     val = CocoDetection(cfg.data.val_images, cfg.data.val_ann, train=False, image_ids=subset) \
         if cfg.data.val_ann else None
