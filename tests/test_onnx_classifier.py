@@ -24,13 +24,7 @@ from nasnet_zoo.onnx.verify import synthetic_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Eager PyTorch on a loaded 2-core machine is 10x slower with 2 spinning threads than with 1."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 _spec = importlib.util.spec_from_file_location("export_onnx_cli", REPO / "tools" / "export_onnx.py")
 cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cli)  # type: ignore[union-attr]
