@@ -8,6 +8,7 @@ from .cell import Cell
 from .convert import convert_state_dict
 from .features import FeatureInfo, NASNetFeatures
 from .genotypes import NASNET_A, OPS, Block, CellGenotype, Genotype, GenotypeError
+from .inference import optimize_for_inference
 from .layers.drop_path import ScheduledDropPath, set_drop_path_progress
 from .nasnet import NASNet, NASNetConfig, build_nasnet
 from .registry import create_model, is_model, list_models, register_model
@@ -15,5 +16,6 @@ from .registry import create_model, is_model, list_models, register_model
 __all__ = [
     "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
     "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict",
-    "create_model", "is_model", "list_models", "register_model", "set_drop_path_progress", "__version__",
+    "create_model", "is_model", "list_models", "optimize_for_inference", "register_model",
+    "set_drop_path_progress", "__version__",
 ]
