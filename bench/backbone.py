@@ -35,23 +35,13 @@ from torch import nn
 import nasnet_zoo
 from nasnet_zoo.convert import convert_state_dict
 from nasnet_zoo.inference import optimize_for_inference
+from nasnet_zoo.testing import randomize_batchnorm
 from nasnet_zoo.utils.io import atomic_write_json
 
 TARGETS = {"mobile": 1.3, "large": 1.2}  # ours vs the fastest reference (issue 2, item 11)
 SIZES = {"mobile": 224, "large": 331}
 
 
-def randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights and BN statistics, so folding BN is exercised on non-trivial values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                m.running_mean.normal_(0.0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def photos(size: int, count: int) -> tuple[torch.Tensor, str]:
@@ -87,12 +77,12 @@ def contenders(model: str) -> tuple[dict[str, Callable], dict[str, tuple[str, st
     runs: dict[str, Callable] = {}
     checks: dict[str, tuple[str, str]] = {}
     if model == "mobile":
-        cadene = randomize(cadene_mobile.NASNetAMobile(num_classes=1000), seed=1)
+        cadene = randomize_batchnorm(cadene_mobile.NASNetAMobile(num_classes=1000), seed=1)
         plain = ours_from(cadene.state_dict(), "nasnet_a_mobile", "tf", 1000)
         refs = {"cadene": cadene}
     else:
         import timm
-        cadene = randomize(cadene_large.NASNetALarge(num_classes=1000), seed=2)
+        cadene = randomize_batchnorm(cadene_large.NASNetALarge(num_classes=1000), seed=2)
         timm_model = timm.create_model("nasnetalarge", pretrained=False).eval()
         timm_model.load_state_dict(cadene.state_dict())
         plain = ours_from(cadene.state_dict(), "nasnet_a_large", "tf", 1000)

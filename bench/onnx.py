@@ -43,6 +43,7 @@ from nasnet_zoo.convert import convert_state_dict  # noqa: E402
 from nasnet_zoo.inference import optimize_for_inference  # noqa: E402
 from nasnet_zoo.onnx import ClassifierGraph, export_classifier, open_session  # noqa: E402
 from nasnet_zoo.onnx.verify import synthetic_image  # noqa: E402
+from nasnet_zoo.testing import randomize_batchnorm  # noqa: E402
 from nasnet_zoo.utils.io import atomic_write_json  # noqa: E402
 
 MEAN = STD = (0.5, 0.5, 0.5)
@@ -62,17 +63,6 @@ def photos(size: tuple[int, int] | None, count: int) -> list[np.ndarray]:
     return out
 
 
-def randomize_bn(model: nn.Module, seed: int) -> nn.Module:
-    """Non-trivial BN statistics, so that BN folding in onnxruntime has real work to do."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                m.running_mean.normal_(0.0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def session_runner(path: Path, task: str, threads: int) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -97,7 +87,7 @@ def interleaved(runs: dict[str, Callable], inputs: dict[str, object], reps: int,
 @torch.no_grad()
 def bench_classifier(workdir: Path, batches: list[int], reps: int, warmup: int, threads: int) -> dict:
     from pretrainedmodels.models import nasnet_mobile
-    cadene = randomize_bn(nasnet_mobile.NASNetAMobile(num_classes=1000), seed=1)
+    cadene = randomize_batchnorm(nasnet_mobile.NASNetAMobile(num_classes=1000), seed=1)
     ours = nasnet_zoo.create_model("nasnet_a_mobile").eval()
     ours.load_state_dict(convert_state_dict(cadene.state_dict(), source="cadene"), strict=False)
     exports = {}
@@ -143,7 +133,7 @@ def bench_detector(workdir: Path, reps: int, warmup: int, threads: int) -> dict:
     from nasnet_zoo.detection.onnx import export_detector, run_detector_parity, torch_detections
     torch.manual_seed(0)
     model = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=91).eval()
-    randomize_bn(model.backbone.body, seed=3)
+    randomize_batchnorm(model.backbone.body, seed=3)
     names = [f"class_{i}" for i in range(91)]
     start = time.perf_counter()
     export_detector(model, workdir / "det.onnx", model_name="fasterrcnn_nasnet_a_mobile_fpn", class_names=names)

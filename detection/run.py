@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import logging
-import random
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.genotypes import Genotype
 from nasnet_zoo.utils.distributed import DistInfo, cleanup_distributed, init_distributed
+from nasnet_zoo.utils.seeding import seed_everything
 
 from .builders import build_detector
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_identity
@@ -80,12 +79,6 @@ def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
                           box_detections_per_img=cfg.test.detections_per_img, **options)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None) -> dict[str, float]:
     """Train (unless ``eval_only``) and evaluate; returns the COCO metrics on rank 0."""
     cfg.validate()
@@ -107,7 +100,7 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     if uses_demo_data(cfg):
         prepare_demo(cfg, device, dist_info, pretrain=not eval_only)
     # Seed after the demo's (cached or fresh) backbone pretraining, so both paths train the same detector.
-    _seed_everything(cfg.seed + dist_info.rank)
+    seed_everything(cfg.seed + dist_info.rank)
     subset = list(cfg.data.image_ids)
     val = CocoDetection(cfg.data.val_images, cfg.data.val_ann, train=False, image_ids=subset) \
         if cfg.data.val_ann else None

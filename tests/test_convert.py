@@ -13,6 +13,7 @@ import torch
 
 import nasnet_zoo
 from nasnet_zoo.convert import convert_state_dict, guess_source
+from nasnet_zoo.testing import randomize_batchnorm
 
 pretrainedmodels = pytest.importorskip("pretrainedmodels")
 timm = pytest.importorskip("timm")
@@ -31,15 +32,6 @@ def photos(coco_tiny: Path, size: int, count: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 
-def randomize_batchnorm(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5, generator=g)
-            m.bias.data.normal_(0.0, 0.1, generator=g)
-            m.running_mean.normal_(0.0, 0.1, generator=g)
-            m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def ours_from(state: dict, name: str, padding: str, num_classes: int = 1000) -> torch.nn.Module:

@@ -19,6 +19,7 @@ from nasnet_zoo.detection import build_detector  # noqa: E402
 from nasnet_zoo.detection.d2 import add_nasnet_config  # noqa: E402
 from nasnet_zoo.detection.d2.checkpoint import NASNetCheckpointer  # noqa: E402
 from nasnet_zoo.detection.d2.train_net import main  # noqa: E402
+from nasnet_zoo.testing import randomize_batchnorm  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detectron2"
 DEMO = CONFIGS / "faster_rcnn_nasnet_a_mobile_fpn_demo_cpu.yaml"
@@ -37,15 +38,7 @@ def make_cfg(config: Path, *overrides: str) -> CfgNode:
 
 def randomized_classifier(arch: str = "nasnet_a_mobile") -> torch.nn.Module:
     """A classifier with non-trivial BN statistics, so that a wrong BN mapping shows in the outputs."""
-    net = nasnet_zoo.create_model(arch).eval()
-    gen = torch.Generator().manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return net
+    return randomize_batchnorm(nasnet_zoo.create_model(arch), seed=1)
 
 
 def small_nasnet(tmp_path: Path) -> list[str]:

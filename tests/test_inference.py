@@ -13,21 +13,11 @@ from nasnet_zoo import Block, CellGenotype, Genotype, build_nasnet
 from nasnet_zoo.convert import convert_state_dict
 from nasnet_zoo.convert.files import read_weights_file
 from nasnet_zoo.inference import fold_bn, optimize_for_inference
+from nasnet_zoo.testing import randomize_batchnorm
 
 TOL = 1e-4
 
 
-def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics, so a folding mistake shows in the outputs."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                m.running_mean.normal_(0.0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -2,13 +2,11 @@
 AMP on CUDA, DDP under torchrun, periodic evaluation, atomic checkpoints and an exported final model."""
 from __future__ import annotations
 
-import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -20,6 +18,7 @@ from ..config import dump_config
 from ..nasnet import NASNet
 from ..utils.distributed import DistInfo, all_reduce_mean, cleanup_distributed, init_distributed
 from ..utils.metrics import MetricsLogger
+from ..utils.seeding import seed_everything
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import ClassificationData, build_data, dataset_classes, eval_batches, steps_per_epoch, train_batches
@@ -28,12 +27,6 @@ from .model import build_model
 from .optim import build_optimizer, build_scheduler
 
 EVAL_BATCH_SIZE = 100
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass

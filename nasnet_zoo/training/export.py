@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..convert.files import read_weights_file
 from ..genotypes import Genotype
 from ..nasnet import NASNet, NASNetConfig
 from ..registry import create_model
@@ -88,13 +89,10 @@ def load_weights(model: NASNet, path: str | Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
+        state, _, metadata = read_weights_file(path, source="ours")
         structure = metadata.get("nasnet_zoo.structure")
         check_architecture(architecture(model), json.loads(structure) if structure else None, str(path))
-        load_state_strict(model, load_file(str(path)), str(path))
+        load_state_strict(model, state, str(path))
     else:
         from .checkpoint import load_checkpoint
         load_checkpoint(path, model)
