@@ -18,7 +18,6 @@ def entry_points() -> dict[str, object]:
         "end_points": mobile.end_points,
         "features_only": nasnet_zoo.create_model("nasnet_a_mobile", features_only=True).eval(),
         "optimized": optimize_for_inference(mobile),
-        "frozen": optimize_for_inference(mobile, freeze=True),
     }
 
 

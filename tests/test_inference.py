@@ -113,17 +113,3 @@ def test_fold_bn_into_a_slice_of_a_conv_with_bias() -> None:
     expected = bn(torch.cat([torch.zeros(1, 2, 6, 6), conv(x)], dim=1))[:, 2:]
     fold_bn(conv, bn, slice(2, None))
     assert max_diff(conv(x), expected) < 1e-5
-
-
-@torch.no_grad()
-def test_frozen_graphs_equal_unfused_per_shape_and_still_check_input() -> None:
-    model = randomize_batchnorm(nasnet_zoo.create_model("nasnet_a_cifar", cells_per_stack=1))
-    frozen = optimize_for_inference(model, freeze=True)
-    for size in (32, 40):
-        x = torch.randn(2, 3, size, size)
-        assert max_diff(frozen(x), model(x)) < TOL
-    assert len(frozen._graphs) == 2
-    with pytest.raises(ValueError, match="got 1 channels"):
-        frozen(torch.randn(2, 1, 32, 32))
-    with pytest.raises(RuntimeError, match="train the original model"):
-        frozen.train()

@@ -33,8 +33,9 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def _pads_2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-             dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+def same_pads_2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) TF "SAME" padding of ``x``, in ``F.pad`` order."""
     top, bottom = same_padding(int(x.shape[-2]), kernel[0], stride[0], dilation[0])
     left, right = same_padding(int(x.shape[-1]), kernel[1], stride[1], dilation[1])
     return left, right, top, bottom
@@ -61,7 +62,7 @@ class Conv2dSame(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.dynamic:
             return super().forward(x)
-        left, right, top, bottom = _pads_2d(x, self.kernel_size, self.stride, self.dilation)
+        left, right, top, bottom = same_pads_2d(x, self.kernel_size, self.stride, self.dilation)
         if left == right and top == bottom:
             return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride, 0,
@@ -82,7 +83,7 @@ class Pool2dSame(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size, self.stride
-        left, right, top, bottom = _pads_2d(x, (k, k), (s, s))
+        left, right, top, bottom = same_pads_2d(x, (k, k), (s, s))
         symmetric = left == right and top == bottom
         if self.kind == "max":
             if symmetric:

@@ -1,0 +1,159 @@
+"""The eval-only twin of a ``Cell``: BN folded, ReLUs shared, parallel separable convs run as grouped convs."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cell import Cell
+from ..layers.ops import PoolOp, SepConvStack
+from .fused_ops import SepConvGroup, fuse_op
+
+__all__ = ["FusedCell", "ReluMemo"]
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Blocks whose inputs are all computed before the stage starts, and their grouped separable convs.
+
+    ``groups`` holds, per SepConvGroup of the stage, its index and the (op key, input state) of its members.
+    """
+    blocks: tuple[int, ...]
+    groups: tuple[tuple[int, tuple[tuple[str, int], ...]], ...]
+
+
+def _block_stages(cell: Cell) -> list[tuple[int, ...]]:
+    """Blocks by dependency depth: a block runs one stage after the latest block it reads."""
+    depth = [0, 0]
+    for block in cell.genotype.blocks:
+        depth.append(1 + max(depth[i] for i in block.inputs))
+    stages: dict[int, list[int]] = {}
+    for index, level in enumerate(depth[2:]):
+        stages.setdefault(level, []).append(index)
+    return [tuple(stages[level]) for level in sorted(stages)]
+
+
+def _parameter_free_signature(op: nn.Module, state: int) -> tuple | None:
+    """What a weightless op computes from which state, so identical ones (NASNet-A's two 3x3 max pools of
+    h_i in the Reduction cell, its two 3x3 average pools of h_{i-1} in the Normal cell) run once."""
+    if isinstance(op, PoolOp) and op.proj is None:
+        pool = op.pool
+        return ("pool", pool.kind, pool.kernel_size, pool.stride, pool.mode, state)
+    return None
+
+
+class ReluMemo:
+    """ReLU of the latest cell outputs, shared by the cells of one model.
+
+    Cell i's output is read through a ReLU by cell i+1 (as its input) and again by cell i+2 (as its previous
+    input); with the memo the second read reuses the first. Entries are found by identity, so a tensor is
+    never confused with another, and only the last few are kept.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._entries: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=size)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for source, value in self._entries:
+            if source is x:
+                return value
+        value = F.relu(x)
+        self._entries.append((x, value))
+        return value
+
+
+class FusedCell(nn.Module):
+    """Eval-only twin of a ``Cell``: BN folded, each state's ReLU computed once, no drop path.
+
+    Separable convs of one stage that read inputs of one shape (same stride and channel count) run as one
+    ``SepConvGroup``; every other op runs on its own.
+    """
+
+    def __init__(self, cell: Cell, relu_memo: ReluMemo | None = None) -> None:
+        """Takes over ``cell``'s modules and folds its BNs in place: pass a copy you no longer need.
+
+        ``relu_memo``: shared by all cells of a model so each cell output goes through one ReLU, not two.
+        """
+        super().__init__()
+        self._relu = relu_memo or ReluMemo()
+        self.genotype = cell.genotype
+        self.out_channels = cell.out_channels
+        self.pre0_relu, self.pre0 = fuse_op(cell.pre0)
+        self.pre1_relu, self.pre1 = fuse_op(cell.pre1)
+        self.ops = nn.ModuleDict()
+        self.groups = nn.ModuleList()
+        self._reads_relu: dict[str, bool] = {}
+        self._same_as: dict[str, str] = {}  # op key -> key of an identical op on the same input, computed once
+        signatures: dict[tuple, str] = {}
+        stages = []
+        for blocks in _block_stages(cell):
+            by_shape: dict[tuple[int, int, int], list[tuple[str, int, SepConvStack]]] = {}
+            for b in blocks:
+                for side, (name, op) in enumerate(cell.blocks[b].items()):
+                    key, state = f"{b}_{name}", self.genotype.blocks[b].inputs[side]
+                    if isinstance(op, SepConvStack):
+                        first = op.layers[0].depthwise
+                        # Strided groups read the larger maps, where zero-embedding a smaller kernel in a larger
+                        # one costs more than the calls it saves: merge kernel sizes at stride 1 only.
+                        shape = (first.stride[0], first.in_channels, first.kernel_size[0] if first.stride[0] > 1 else 0)
+                        by_shape.setdefault(shape, []).append((key, state, op))
+                    elif (signature := _parameter_free_signature(op, state)) in signatures:
+                        self._same_as[key] = signatures[signature]
+                    else:
+                        if signature is not None:
+                            signatures[signature] = key
+                        self._reads_relu[key], self.ops[key] = fuse_op(op)
+            groups = []
+            for members in by_shape.values():
+                self.groups.append(SepConvGroup([op for *_, op in members]))
+                groups.append((len(self.groups) - 1, tuple((key, state) for key, state, _ in members)))
+            stages.append(_Stage(blocks, tuple(groups)))
+        self._stages = stages
+        # A block adds in place into its left result only if that tensor is its own: not a state passed through
+        # by an identity, not a result another op shares.
+        grouped = {key for stage in stages for _, members in stage.groups for key, _ in members}
+        shared = set(self._same_as) | set(self._same_as.values())
+        self._add_in_place = [
+            block.combiner == "add" and f"{b}_left" not in shared
+            and (f"{b}_left" in grouped or not isinstance(self.ops[f"{b}_left"], nn.Identity))
+            for b, block in enumerate(self.genotype.blocks)]
+        self.align = nn.ModuleDict({key: self._fuse_align(op) for key, op in cell.align.items()})
+
+    @staticmethod
+    def _fuse_align(op: nn.Module) -> nn.Module:
+        reads_relu, body = fuse_op(op)
+        assert not reads_relu, "cell-output alignment never starts with a ReLU"
+        return body
+
+    def forward(self, x: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+        prev = x if prev is None else prev
+        states: list[torch.Tensor | None] = [self.pre0(self._relu(x) if self.pre0_relu else x),
+                                             self.pre1(self._relu(prev) if self.pre1_relu else prev)]
+        states += [None] * len(self.genotype.blocks)
+        relu = ReluMemo(size=len(states))
+
+        def read(index: int, reads_relu: bool) -> torch.Tensor:
+            return relu(states[index]) if reads_relu else states[index]
+
+        results: dict[str, torch.Tensor] = {}
+        for stage in self._stages:
+            for group_index, members in stage.groups:
+                outputs = self.groups[group_index]([states[state] for _, state in members], relu)
+                results.update({key: y for (key, _), y in zip(members, outputs)})
+            for b in stage.blocks:
+                block = self.genotype.blocks[b]
+                for side, name in enumerate(("left", "right")):
+                    key = self._same_as.get(f"{b}_{name}", f"{b}_{name}")
+                    if key not in results:
+                        results[key] = self.ops[key](read(block.inputs[side], self._reads_relu[key]))
+                left = results[self._same_as.get(f"{b}_left", f"{b}_left")]
+                right = results[self._same_as.get(f"{b}_right", f"{b}_right")]
+                if block.combiner == "concat":
+                    states[2 + b] = torch.cat([left, right], dim=1)
+                else:
+                    states[2 + b] = left.add_(right) if self._add_in_place[b] else left + right
+        outputs_ = [self.align[str(i)](states[i]) if str(i) in self.align else states[i] for i in self.genotype.concat]
+        return torch.cat(outputs_, dim=1)

@@ -1,0 +1,95 @@
+"""The building blocks of ``optimize_for_inference``: packed convs and grouped separable convs equal the ops
+they replace, in every padding case, batch size and memory format, and exports still see standard convs."""
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nasnet_zoo.inference import PackedConv2d, SepConvGroup
+from nasnet_zoo.inference.fused_cell import ReluMemo
+from nasnet_zoo.layers.ops import BNConfig, SepConvStack
+from nasnet_zoo.layers.padding import Conv2dSame
+from nasnet_zoo.testing import randomize_batchnorm
+
+TOL = 1e-5
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("kernel, stride, groups", [(1, 1, 1), (3, 2, 1), (5, 1, 8), (7, 2, 8), (1, 1, 2)])
+@pytest.mark.parametrize("size", [(15, 15), (16, 10)])  # odd: symmetric SAME padding; even: one more cell after
+@pytest.mark.parametrize("batch", [1, 3])
+def test_packed_conv_equals_conv2d_same(kernel: int, stride: int, groups: int, size: tuple[int, int],
+                                        batch: int) -> None:
+    torch.manual_seed(0)
+    conv = Conv2dSame(8, 16, kernel, stride=stride, groups=groups, bias=True)
+    packed = PackedConv2d.from_conv(conv, relu=True)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(batch, 8, *size).contiguous(memory_format=layout)
+        assert max_diff(packed(x), F.relu(conv(x))) < TOL
+
+
+@torch.no_grad()
+def test_packed_conv_follows_weight_changes_and_copies() -> None:
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+    original = conv.weight.detach().clone()
+    packed = PackedConv2d.from_conv(conv)
+    x = torch.randn(2, 4, 9, 9)
+    packed(x)  # packs the weight
+    packed.weight.mul_(2)  # the packed copy must follow
+    assert max_diff(packed(x), F.conv2d(x, 2 * original, conv.bias, padding=1)) < TOL
+    for clone in (copy.deepcopy(packed), pickle.loads(pickle.dumps(packed))):
+        assert max_diff(clone(x), conv(x)) < TOL
+
+
+def test_packed_conv_traces_to_a_standard_convolution() -> None:
+    packed = PackedConv2d.from_conv(torch.nn.Conv2d(4, 6, 3, padding=1), relu=True)
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        graph = torch.jit.trace(packed, x).inlined_graph
+    kinds = {node.kind() for node in graph.nodes()}
+    assert "aten::_convolution" in kinds and not any(kind.startswith("mkldnn") for kind in kinds)
+
+
+def test_packed_conv_rejects_string_padding() -> None:
+    with pytest.raises(ValueError, match="numeric zero padding"):
+        PackedConv2d.from_conv(torch.nn.Conv2d(4, 6, 3, padding="same"))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("stride, kernels", [(1, (3, 5, 3, 7)), (2, (5, 7)), (2, (3,))])
+@pytest.mark.parametrize("size", [14, 13])
+@pytest.mark.parametrize("stack_limit", [0, 10**9])  # each conv on its own / all stacked into grouped convs
+def test_sep_conv_group_equals_the_stacks_it_merges(stride: int, kernels: tuple[int, ...], size: int,
+                                                    stack_limit: int) -> None:
+    torch.manual_seed(0)
+    stacks = [randomize_batchnorm(SepConvStack(6, 6, k, stride, bn=BNConfig())).eval() for k in kernels]
+    inputs = [torch.randn(2, 6, size, size).contiguous(memory_format=torch.channels_last) for _ in kernels]
+    expected = [stack(x) for stack, x in zip(stacks, inputs)]
+    group = SepConvGroup(copy.deepcopy(stacks), stack_limit=stack_limit)
+    outputs = group(inputs, F.relu)
+    assert len(outputs) == len(kernels)
+    assert all(max_diff(a, b) < TOL for a, b in zip(outputs, expected))
+
+
+def test_sep_conv_group_refuses_unequal_channels() -> None:
+    stacks = [SepConvStack(6, 6, 3, 1, bn=BNConfig()), SepConvStack(12, 6, 3, 1, bn=BNConfig())]
+    with pytest.raises(ValueError, match="equal input and output channels"):
+        SepConvGroup(stacks)
+
+
+def test_relu_memo_reuses_by_identity_only() -> None:
+    memo = ReluMemo(size=2)
+    a, b = torch.randn(3), torch.randn(3)
+    first = memo(a)
+    assert memo(a) is first and torch.equal(first, F.relu(a))
+    assert memo(a.clone()) is not first  # equal values, another tensor: computed afresh
+    memo(b)
+    assert memo(a) is not first  # pushed out by the two newer entries
