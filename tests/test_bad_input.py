@@ -34,7 +34,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("entry", ["classifier", "end_points", "features_only", "optimized", "frozen"])
+@pytest.mark.parametrize("entry", ["classifier", "end_points", "features_only", "optimized"])
 @pytest.mark.parametrize("bad, message", BAD_INPUTS, ids=[m.split(";")[0][:24] for _, m in BAD_INPUTS])
 def test_bad_input_is_a_value_error_naming_expected_input_and_fix(entry_points, entry: str, bad, message: str) -> None:
     with pytest.raises(ValueError, match=r"expected a float tensor \[N, 3, H, W\] with H, W >= 32") as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import weakref
 
 import pytest
 import torch
@@ -85,11 +86,21 @@ def test_sep_conv_group_refuses_unequal_channels() -> None:
         SepConvGroup(stacks)
 
 
-def test_relu_memo_reuses_by_identity_only() -> None:
-    memo = ReluMemo(size=2)
-    a, b = torch.randn(3), torch.randn(3)
+def test_relu_memo_reuses_by_identity_and_recycles_evicted_buffers() -> None:
+    memo = ReluMemo(size=2, layouts=1)
+    a, b, c = torch.randn(3), torch.randn(3), torch.randn(3)
     first = memo(a)
     assert memo(a) is first and torch.equal(first, F.relu(a))
-    assert memo(a.clone()) is not first  # equal values, another tensor: computed afresh
-    memo(b)
-    assert memo(a) is not first  # pushed out by the two newer entries
+    assert memo(b) is not first
+    assert memo(c) is first and torch.equal(first, F.relu(c))  # a evicted: its buffer holds relu(c) now
+    assert torch.equal(memo(a), F.relu(a))  # a is computed afresh
+
+
+def test_relu_memo_keeps_no_input_alive_and_copies_empty() -> None:
+    memo = ReluMemo()
+    x = torch.randn(3)
+    memo(x)
+    alive = weakref.ref(x)
+    del x
+    assert alive() is None
+    assert copy.deepcopy(memo).size == memo.size and pickle.loads(pickle.dumps(memo)).size == memo.size
