@@ -93,15 +93,16 @@ def _fused_pool(pool: Pool2dSame) -> nn.Module:
 
 
 def fuse_op(op: nn.Module) -> tuple[bool, nn.Module]:
-    """Split one cell op into (reads the ReLU of its input?, BN-free body that follows that ReLU)."""
+    """Split one cell op into (reads the ReLU of its input?, BN-free body that follows that ReLU).
+
+    Separable convs are not single ops here: ``FusedCell`` runs them in ``SepConvGroup``s.
+    """
     if isinstance(op, nn.Identity):
         return False, op
     if isinstance(op, ConvBN):
         return op.relu_first, fuse_conv_bn(op.conv, op.bn)
     if isinstance(op, FactorizedReduce):
         return op.relu_first, FusedFactorizedReduce(op)
-    if isinstance(op, SepConvStack):
-        return True, SepConvGroup([op])
     if isinstance(op, ConvOp):
         *first, last = op.convs
         return True, nn.Sequential(*(PackedConv2d.from_conv(c) for c in first), fuse_conv_bn(last, op.bn))
