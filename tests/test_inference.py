@@ -113,3 +113,21 @@ def test_fold_bn_into_a_slice_of_a_conv_with_bias() -> None:
     expected = bn(torch.cat([torch.zeros(1, 2, 6, 6), conv(x)], dim=1))[:, 2:]
     fold_bn(conv, bn, slice(2, None))
     assert max_diff(conv(x), expected) < 1e-5
+
+
+def test_optimized_model_mixes_inference_mode_no_grad_and_input_gradients() -> None:
+    model = randomize_batchnorm(nasnet_zoo.create_model("nasnet_a_cifar", cells_per_stack=2))
+    fused = optimize_for_inference(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    for _ in range(2):  # the second round reuses buffers made under the other modes
+        with torch.inference_mode():
+            assert max_diff(fused(x), expected) < TOL
+        with torch.no_grad():
+            assert max_diff(fused(x), expected) < TOL
+        x_grad = x.clone().requires_grad_()
+        logits = fused(x_grad)
+        assert max_diff(logits.detach(), expected) < TOL
+        logits.sum().backward()  # e.g. saliency maps: gradients reach the input through the fused model
+        assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0

@@ -78,20 +78,27 @@ class ReluMemo:
                 return value
         if len(local.entries) == self.size:
             self._keep_spare(local.spares, local.entries.popleft()[1])
-        spare = local.spares.pop(_layout(x), None)
+        if torch.is_grad_enabled() and x.requires_grad:  # out= cannot record autograd: no reuse then
+            spare = None
+        else:
+            spare = local.spares.pop(_layout(x, torch.is_inference_mode_enabled()), None)
         value = F.relu(x) if spare is None else torch.clamp_min(x, 0, out=spare)
         local.entries.append((weakref.ref(x), value))
         return value
 
     def _keep_spare(self, spares: OrderedDict, buffer: torch.Tensor) -> None:
-        spares[_layout(buffer)] = buffer
-        spares.move_to_end(_layout(buffer))
+        if buffer.requires_grad:
+            return  # part of an autograd graph: not ours to overwrite
+        key = _layout(buffer, buffer.is_inference())
+        spares[key] = buffer
+        spares.move_to_end(key)
         while len(spares) > self.layouts:
             spares.popitem(last=False)
 
 
-def _layout(x: torch.Tensor) -> tuple:
-    return tuple(x.shape), x.stride(), x.dtype, x.device
+def _layout(x: torch.Tensor, inference: bool) -> tuple:
+    """What a spare must match to take a ReLU of ``x``; inference-mode tensors only serve inference mode."""
+    return tuple(x.shape), x.stride(), x.dtype, x.device, inference
 
 
 class FusedCell(nn.Module):
@@ -190,6 +197,7 @@ class FusedCell(nn.Module):
                 if block.combiner == "concat":
                     states[2 + b] = torch.cat([left, right], dim=1)
                 else:
-                    states[2 + b] = left.add_(right) if self._add_in_place[b] else left + right
+                    in_place = self._add_in_place[b] and not (left.requires_grad and torch.is_grad_enabled())
+                    states[2 + b] = left.add_(right) if in_place else left + right
         concat = [self.align[str(i)](states[i]) if str(i) in self.align else states[i] for i in self.genotype.concat]
         return torch.cat(concat, dim=1)

@@ -69,7 +69,7 @@ class CachedAvgPool(nn.Module):
     def __init__(self, pool: Pool2dSame) -> None:
         super().__init__()
         self.kernel_size, self.stride = pool.kernel_size, pool.stride
-        self._inverse_counts: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._inverse_counts: dict[tuple[int, int, torch.device, torch.dtype, bool], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size, self.stride
@@ -77,7 +77,8 @@ class CachedAvgPool(nn.Module):
         if top == bottom and left == right:
             return F.avg_pool2d(x, k, s, (top, left), count_include_pad=False)
         pads = (left, right, top, bottom)
-        key = (int(x.shape[-2]), int(x.shape[-1]), x.device, x.dtype)
+        # A map made in inference mode cannot enter an autograd graph: one per mode.
+        key = (int(x.shape[-2]), int(x.shape[-1]), x.device, x.dtype, torch.is_inference_mode_enabled())
         inverse = self._inverse_counts.get(key)
         if inverse is None:
             ones = F.pad(torch.ones((1, 1) + key[:2], device=x.device, dtype=x.dtype), pads)
