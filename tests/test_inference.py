@@ -131,3 +131,16 @@ def test_optimized_model_mixes_inference_mode_no_grad_and_input_gradients() -> N
         assert max_diff(logits.detach(), expected) < TOL
         logits.sum().backward()  # e.g. saliency maps: gradients reach the input through the fused model
         assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0
+
+
+@torch.no_grad()
+def test_optimized_model_serves_threads_at_once() -> None:
+    """The ReLU memo and its reused buffers are per thread: concurrent calls do not see each other's."""
+    from concurrent.futures import ThreadPoolExecutor
+    model = randomize_batchnorm(nasnet_zoo.create_model("nasnet_a_cifar", cells_per_stack=2))
+    fused = optimize_for_inference(model)
+    inputs = [torch.randn(2, 3, 32, 32) for _ in range(6)]
+    expected = [model(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outputs = list(pool.map(fused, inputs))
+    assert all(max_diff(a, b) < TOL for a, b in zip(outputs, expected))
