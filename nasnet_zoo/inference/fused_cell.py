@@ -148,6 +148,9 @@ class FusedCell(nn.Module):
                 groups.append((len(self.groups) - 1, tuple((key, state) for key, state, _ in members)))
             stages.append(_Stage(blocks, tuple(groups)))
         self._stages = stages
+        # Per block, the keys of the results its left and right sides read (an identical op's, when shared).
+        self._operands = [tuple(self._same_as.get(f"{b}_{name}", f"{b}_{name}") for name in ("left", "right"))
+                          for b in range(len(self.genotype.blocks))]
         # A block adds in place into its left result only if that tensor is its own: not a state passed through
         # by an identity, not a result another op shares.
         grouped = {key for stage in stages for _, members in stage.groups for key, _ in members}
@@ -188,12 +191,10 @@ class FusedCell(nn.Module):
                 results.update({key: y for (key, _), y in zip(members, outputs)})
             for b in stage.blocks:
                 block = self.genotype.blocks[b]
-                for side, name in enumerate(("left", "right")):
-                    key = self._same_as.get(f"{b}_{name}", f"{b}_{name}")
+                for key, state in zip(self._operands[b], block.inputs):
                     if key not in results:
-                        results[key] = self.ops[key](read(block.inputs[side], self._reads_relu[key]))
-                left = results[self._same_as.get(f"{b}_left", f"{b}_left")]
-                right = results[self._same_as.get(f"{b}_right", f"{b}_right")]
+                        results[key] = self.ops[key](read(state, self._reads_relu[key]))
+                left, right = (results[key] for key in self._operands[b])
                 if block.combiner == "concat":
                     states[2 + b] = torch.cat([left, right], dim=1)
                 else:

@@ -84,22 +84,24 @@ class PackedConv2d(nn.Module):
         return state
 
     def _use_onednn(self, x: torch.Tensor) -> bool:
-        if not (_ONEDNN and torch.backends.mkldnn.enabled and x.device.type == "cpu"
-                and x.dtype == torch.float32 and self.weight.device.type == "cpu"):
+        # Runs before every conv call, so only what can change per call is checked. Exports need no check of
+        # their own: the TorchScript ONNX exporter traces and the dynamo one compiles.
+        if not (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled):
             return False
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return False
-        if torch.onnx.is_in_onnx_export() or (torch.is_grad_enabled() and x.requires_grad):
+        if x.requires_grad and torch.is_grad_enabled():
             return False
         dense_1x1 = self.groups == 1 and self.kernel_size == (1, 1)
         return not (dense_1x1 and x.shape[0] == 1 and x.numel() < SMALL_DENSE_INPUT)
 
     def _packed_weight(self, x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-        key = (self.weight.data_ptr(), self.weight._version)
+        weight = self.weight
+        key = (weight.data_ptr(), weight._version)
         if self._packed is None or self._packed[0] != key:
             # The input size and padding only guide oneDNN's choice of layout; the packed weight serves all.
             packed = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight, list(padding), list(self.stride), list(self.dilation), self.groups, list(x.shape))
+                weight, list(padding), list(self.stride), list(self.dilation), self.groups, list(x.shape))
             self._packed = (key, packed)
         return self._packed[1]
 
