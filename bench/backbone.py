@@ -35,13 +35,11 @@ from torch import nn
 import nasnet_zoo
 from nasnet_zoo.convert import convert_state_dict
 from nasnet_zoo.inference import optimize_for_inference
-from nasnet_zoo.testing import randomize_batchnorm
+from nasnet_zoo.testing import max_diff, randomize_batchnorm
 from nasnet_zoo.utils.io import atomic_write_json
 
 TARGETS = {"mobile": 1.3, "large": 1.2}  # ours vs the fastest reference (issue 2, item 11)
 SIZES = {"mobile": 224, "large": 331}
-
-
 
 
 def photos(size: int, count: int) -> tuple[torch.Tensor, str]:
@@ -104,8 +102,8 @@ def bench_one(model: str, batch: int, reps: int, warmup: int) -> dict:
     runs, checks = contenders(model)
     x, source = photos(SIZES[model], batch)
     outputs = {name: fn(x) for name, fn in runs.items()}
-    max_diff = {ref: float((outputs[ref] - outputs[ours]).abs().max()) for ref, (ref, ours) in checks.items()}
-    max_diff["ours_vs_ours_plain"] = float((outputs["ours"] - outputs["ours_plain"]).abs().max())
+    diffs = {ref: max_diff(outputs[ref], outputs[ours]) for ref, (ref, ours) in checks.items()}
+    diffs["ours_vs_ours_plain"] = max_diff(outputs["ours"], outputs["ours_plain"])
     timed = [n for n in runs if n != "ours_timm_padding"]  # built only for the output check
     wall: dict[str, list[float]] = {n: [] for n in timed}
     cpu: dict[str, list[float]] = {n: [] for n in timed}
@@ -123,7 +121,7 @@ def bench_one(model: str, batch: int, reps: int, warmup: int) -> dict:
     references = [n for n in timed if not n.startswith("ours")]
     result: dict = {
         "model": f"nasnet_a_{model}", "batch": batch, "image_size": SIZES[model], "input": source,
-        "reps": reps, "warmup": warmup, "target": TARGETS[model], "max_abs_output_diff": max_diff,
+        "reps": reps, "warmup": warmup, "target": TARGETS[model], "max_abs_output_diff": diffs,
     }
     for metric, times in medians.items():
         fastest = min(references, key=times.get)

@@ -20,3 +20,8 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
             m.running_mean.normal_(0.0, 0.1, generator=g)
             m.running_var.uniform_(0.5, 2.0, generator=g)
     return model.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute elementwise difference, as a float."""
+    return (a - b).abs().max().item()

@@ -13,15 +13,9 @@ from nasnet_zoo import Block, CellGenotype, Genotype, build_nasnet
 from nasnet_zoo.convert import convert_state_dict
 from nasnet_zoo.convert.files import read_weights_file
 from nasnet_zoo.inference import fold_bn, optimize_for_inference
-from nasnet_zoo.testing import randomize_batchnorm
+from nasnet_zoo.testing import max_diff, randomize_batchnorm
 
 TOL = 1e-4
-
-
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 @torch.no_grad()

@@ -14,13 +14,9 @@ from nasnet_zoo.inference import PackedConv2d, SepConvGroup
 from nasnet_zoo.inference.fused_cell import ReluMemo
 from nasnet_zoo.layers.ops import BNConfig, SepConvStack
 from nasnet_zoo.layers.padding import Conv2dSame
-from nasnet_zoo.testing import randomize_batchnorm
+from nasnet_zoo.testing import max_diff, randomize_batchnorm
 
 TOL = 1e-5
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 @torch.no_grad()
