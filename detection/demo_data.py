@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nasnet_zoo.hub import cache_dir
+
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 #: COCO category id of digit d; deliberately not 0..9 so the label <-> category mapping is exercised.
 CATEGORY_IDS = tuple(10 + d for d in range(10))
@@ -35,11 +37,6 @@ class DigitsSpec:
     max_per_image: int = 3
     val_fraction: float = 0.3
     seed: int = 0
-
-
-def cache_root() -> Path:
-    """``$NASNET_ZOO_HOME`` or ``~/.cache/nasnet_zoo``."""
-    return Path(os.environ.get("NASNET_ZOO_HOME") or Path.home() / ".cache" / "nasnet_zoo")
 
 
 def load_digit_images(seed: int, val_fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -120,7 +117,7 @@ def demo_paths(root: Path) -> DemoPaths:
 def build_digits_dataset(spec: DigitsSpec = DigitsSpec(), root: Path | None = None) -> DemoPaths:
     """Write the dataset once under the cache (atomically: a killed build leaves nothing half-written)."""
     key = hashlib.sha1(json.dumps({**asdict(spec), "v": FORMAT_VERSION}, sort_keys=True).encode()).hexdigest()[:10]
-    final = (root or cache_root() / "demo") / f"digits-{key}"
+    final = (root or cache_dir() / "demo") / f"digits-{key}"
     paths = demo_paths(final)
     if paths.val_ann.is_file():
         return paths

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nasnet_zoo.hub import cache_dir as nasnet_cache_dir
 from nasnet_zoo.registry import create_model
 from nasnet_zoo.utils.io import atomic_torch_save
 
-from .demo_data import DigitsSpec, cache_root, load_digit_images, render_digit
+from .demo_data import DigitsSpec, load_digit_images, render_digit
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def pretrain_on_digits(arch: str, backbone_args: Mapping[str, Any], spec: Digits
     settings = {"arch": arch, "args": dict(backbone_args), "spec": spec.__dict__, "steps": steps,
                 "batch": batch_size, "patch": patch, "v": 2}
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-    path = (cache_dir or cache_root() / "demo") / f"backbone-{arch}-{key}.pth"
+    path = (cache_dir or nasnet_cache_dir() / "demo") / f"backbone-{arch}-{key}.pth"
     if path.is_file():
         log.info("digit-pretrained backbone: %s (cached)", path)
         return path
