@@ -17,8 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "configs" / "det" / "demo.yaml"
+from nasnet_zoo.configs import config_path
+
+DEMO_CONFIG = config_path("det", "demo")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

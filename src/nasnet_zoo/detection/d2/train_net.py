@@ -24,6 +24,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
+from nasnet_zoo.configs import CONFIG_ROOT
 from nasnet_zoo.utils.io import atomic_write_json
 
 from ..config import DemoConfig
@@ -33,7 +34,7 @@ from .checkpoint import NASNetCheckpointer
 from .config import add_nasnet_config, nasnet_overrides
 
 TRAIN_DATASET, VAL_DATASET = "nasnet_zoo_train", "nasnet_zoo_val"
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "detectron2" / "faster_rcnn_nasnet_digits_demo.yaml"
+DEMO_CONFIG = CONFIG_ROOT / "detectron2" / "faster_rcnn_nasnet_digits_demo.yaml"
 logger = logging.getLogger("nasnet_zoo.detection.d2")
 T = TypeVar("T")
 
@@ -153,8 +154,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     add_nasnet_config(cfg)
     demo = uses_demo_data(args)
     if demo and not DEMO_CONFIG.is_file():
-        raise FileNotFoundError(f"the demo config {DEMO_CONFIG} ships with the nasnet-zoo source tree: run the demo "
-                                "from a checkout (pip install -e .), or give --config-file and dataset flags")
+        raise FileNotFoundError(f"the demo config {DEMO_CONFIG} is missing from this installation of nasnet-zoo: "
+                                "reinstall the package, or give --config-file and dataset flags")
     config_file = str(DEMO_CONFIG) if demo else args.config_file
     if config_file:
         if not os.path.isfile(config_file):

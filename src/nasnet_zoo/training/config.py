@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "cls"
+from nasnet_zoo.configs import CONFIG_ROOT
+
+RECIPE_DIR = CONFIG_ROOT / "cls"
 
 
 @dataclass
