@@ -60,6 +60,14 @@ class NASNetConfig:
         return self.cells_per_stack * (self.num_reduction_layers + 1)
 
     @property
+    def stem_filters(self) -> int:
+        """Output channels of the stem conv: TF-slim's ``32 * stem_multiplier`` for the ImageNet stem, the cell
+        width times the multiplier for the CIFAR stem."""
+        if self.stem == "imagenet":
+            return int(round(32 * self.stem_multiplier))
+        return int(self.num_conv_filters * self.stem_multiplier)
+
+    @property
     def min_input_size(self) -> int:
         """Smallest image side the network accepts: every reduction must still see at least one pixel."""
         if self.stem == "imagenet":
@@ -120,8 +128,7 @@ class NASNet(nn.Module):
         self._plans = self._plan_cells(config)
         total_cells = len(self._plans)
 
-        stem_filters = int(round(32 * config.stem_multiplier)) if config.stem == "imagenet" else \
-            int(config.num_conv_filters * config.stem_multiplier)
+        stem_filters = config.stem_filters
         stem_conv = nn.Conv2d(config.in_chans, stem_filters, 3, stride=2, padding=0, bias=False) \
             if config.stem == "imagenet" else nn.Conv2d(config.in_chans, stem_filters, 3, padding=1, bias=False)
         self.stem = nn.Sequential(OrderedDict(conv=stem_conv, bn=bn(stem_filters)))
