@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +29,8 @@ class ShapeSpec:
 class NASNetFPNBackbone(nn.Module):
     """NASNet maps at strides 4/8/16/32 -> FPN (+ a max-pooled P6): design (a)."""
 
-    def __init__(self, model: NASNet, out_channels: int = 256, out_indices: Sequence[int] = (1, 2, 3, 4)) -> None:
+    def __init__(self, model: NASNet, out_channels: int = 256, out_indices: Sequence[int] = (1, 2, 3, 4),
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         self.body = NASNetFeatures(model, out_indices)
         strides = self.body.feature_info.reduction()
@@ -37,7 +38,7 @@ class NASNetFPNBackbone(nn.Module):
             raise ValueError(f"FPN needs strides that double level to level; out_indices {tuple(out_indices)} "
                              f"give strides {strides}")
         self.fpn = FeaturePyramidNetwork(self.body.feature_info.channels(), out_channels,
-                                         extra_blocks=LastLevelMaxPool())
+                                         extra_blocks=LastLevelMaxPool(), norm_layer=norm_layer)
         self.out_channels = out_channels
         self._names = [str(i) for i in range(len(strides))]
         self._strides = strides

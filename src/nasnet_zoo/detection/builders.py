@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from nasnet_zoo.genotypes import NASNET_A, Genotype
@@ -20,7 +20,8 @@ from nasnet_zoo.nasnet import NASNet, build_nasnet
 from nasnet_zoo.registry import create_model
 
 from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
-from .freeze import freeze_batchnorm, set_trainable_stages
+from .freeze import set_trainable_stages
+from .norms import check_norm, convert_norm, fpn_norm_layer
 
 _DETECTORS: dict[str, Callable[..., FasterRCNN]] = {}
 _TF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -93,10 +94,14 @@ def _make_nasnet(arch: str | None, genotype: Genotype, backbone_args: Mapping[st
     return model  # type: ignore[return-value]
 
 
-def _prepare(model: NASNet, frozen_bn: bool, trainable_stages: int) -> None:
-    set_trainable_stages(model, trainable_stages)
+def _norm_choice(norm: str, frozen_bn: bool | None) -> str:
+    """``norm``, with the older ``frozen_bn`` flag mapped onto it (True: FrozenBN, False: BN unless norm says)."""
+    norm = check_norm(norm)
+    if frozen_bn is None or (frozen_bn and norm == "FrozenBN"):
+        return norm
     if frozen_bn:
-        freeze_batchnorm(model)
+        raise ValueError(f"frozen_bn=True contradicts norm={norm!r}; give norm alone")
+    return "BN" if norm == "FrozenBN" else norm
 
 
 def _transform_args(model: NASNet, min_size: int | Sequence[int], max_size: int) -> dict[str, Any]:
@@ -109,45 +114,61 @@ def _transform_args(model: NASNet, min_size: int | Sequence[int], max_size: int)
 # ---- the two designs ---------------------------------------------------------------------------------------
 def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
                           arch: str | None = None, genotype: Genotype = NASNET_A,
-                          backbone_args: Mapping[str, Any] | None = None, frozen_bn: bool = True,
+                          backbone_args: Mapping[str, Any] | None = None, norm: str = "FrozenBN",
+                          gn_groups: int = 32, frozen_bn: bool | None = None,
                           trainable_stages: int = 3, fpn_channels: int = 256,
                           anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
                           aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), box_head_dim: int = 1024,
-                          min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
-    """Design (a): FPN over the stride 4/8/16/32 maps plus a pooled P6, shared RPN and RoI heads."""
+                          box_head_convs: int = 0, min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
+    """Design (a): FPN over the stride 4/8/16/32 maps plus a pooled P6, shared RPN and RoI heads.
+
+    ``norm``: FrozenBN, BN, SyncBN or GN (:mod:`.norms`); under GN the FPN and the conv box head are normalised
+    too. ``box_head_convs``: 0 for torchvision's two-FC head, N for N 3x3 convs then one FC (detectron2's
+    "NconvNfc" head, torchvision's ``FastRCNNConvFCHead``).
+    """
+    norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
-    _prepare(nasnet, frozen_bn, trainable_stages)
-    backbone = NASNetFPNBackbone(nasnet, fpn_channels)
+    set_trainable_stages(nasnet, trainable_stages)
+    backbone = NASNetFPNBackbone(nasnet, fpn_channels, norm_layer=fpn_norm_layer(norm))
     levels = len(backbone.output_shape())
     if len(anchor_sizes) != levels:
         raise ValueError(f"anchor_sizes needs one size per FPN level ({levels}), got {tuple(anchor_sizes)}")
     anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes), (tuple(aspect_ratios),) * levels)
     roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
-    box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_dim)
-    return FasterRCNN(backbone, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, box_head=box_head,
-                      box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
-                      **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+    if box_head_convs < 0:
+        raise ValueError(f"box_head_convs must be >= 0, got {box_head_convs}")
+    box_head = FastRCNNConvFCHead((fpn_channels, 7, 7), [fpn_channels] * box_head_convs, [box_head_dim],
+                                  norm_layer=fpn_norm_layer(norm)) if box_head_convs else \
+        TwoMLPHead(fpn_channels * 7 * 7, box_head_dim)
+    model = FasterRCNN(backbone, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, box_head=box_head,
+                       box_predictor=FastRCNNPredictor(box_head_dim, num_classes),
+                       **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+    return convert_norm(model, norm, gn_groups)
 
 
 def fasterrcnn_nasnet_nas(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
                           arch: str | None = None, genotype: Genotype = NASNET_A,
-                          backbone_args: Mapping[str, Any] | None = None, frozen_bn: bool = True,
+                          backbone_args: Mapping[str, Any] | None = None, norm: str = "FrozenBN",
+                          gn_groups: int = 32, frozen_bn: bool | None = None,
                           trainable_stages: int = 3, rpn_conv_channels: int = 512,
                           anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
                           aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), roi_output_size: int = 14,
                           min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
     """Design (b), the paper's: RPN on the last two stride-16 cells concatenated; the last reduction cell and
-    the last stack run per proposal on ``roi_output_size`` RoIAligned crops as the second stage."""
+    the last stack run per proposal on ``roi_output_size`` RoIAligned crops as the second stage.
+    ``norm`` (:mod:`.norms`) applies to the cells on both sides of the split."""
+    norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
-    _prepare(nasnet, frozen_bn, trainable_stages)
+    set_trainable_stages(nasnet, trainable_stages)
     backbone = NASNetRPNBackbone(nasnet)
     box_head = NASNetBoxHead(nasnet)
     anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
     rpn_head = ConvRPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], rpn_conv_channels)
     roi_pool = MultiScaleRoIAlign(["0"], output_size=roi_output_size, sampling_ratio=2)
-    return FasterRCNN(backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_roi_pool=roi_pool,
-                      box_head=box_head, box_predictor=FastRCNNPredictor(box_head.out_channels, num_classes),
-                      **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+    model = FasterRCNN(backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_roi_pool=roi_pool,
+                       box_head=box_head, box_predictor=FastRCNNPredictor(box_head.out_channels, num_classes),
+                       **_transform_args(nasnet, min_size, max_size), **rcnn_args)
+    return convert_norm(model, norm, gn_groups)
 
 
 register_detector(fasterrcnn_nasnet_fpn)
