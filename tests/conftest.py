@@ -1,4 +1,4 @@
-"""Shared test fixtures: the real test data location and small helpers."""
+"""Shared test fixtures: the real test data location, the TF-slim oracle and small helpers."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,8 @@ from typing import Iterator
 
 import pytest
 import torch
+
+import tf_oracle
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "tf-slim"
@@ -17,7 +19,7 @@ def test_data() -> Path:
     """Root of the real test data (``NASNET_ZOO_TEST_DATA``); tests that need it skip when it is unset."""
     root = os.environ.get("NASNET_ZOO_TEST_DATA")
     if not root:
-        pytest.skip("NASNET_ZOO_TEST_DATA is not set (.ci/run sets it to ../shared/data)")
+        pytest.skip("needs the real test data: NASNET_ZOO_TEST_DATA is not set (.ci/run sets it to ../shared/data)")
     path = Path(root)
     if not path.is_dir():
         pytest.fail(f"NASNET_ZOO_TEST_DATA={root} is not a folder")
@@ -36,11 +38,25 @@ def cifar_dir(test_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tf_fixtures() -> Path:
-    """TF-slim's own outputs (``../shared/fixtures/tf-slim``); skip when this checkout has no shared/ beside it."""
+    """The full TF-slim fixture (``../shared/fixtures/tf-slim``), an extra beside the compact copy in
+    tests/fixtures; its tests skip when this checkout has no shared/ beside it (CI has it)."""
     path = Path(os.environ.get("NASNET_ZOO_TF_FIXTURES", FIXTURES))
     if not (path / "nasnet_a_mobile_tf_random.npz").is_file():
-        pytest.skip(f"TF-slim fixtures not found at {path} (set NASNET_ZOO_TF_FIXTURES)")
+        pytest.skip(f"full TF-slim fixture not found at {path} (set NASNET_ZOO_TF_FIXTURES; the compact copy in "
+                    "tests/fixtures is checked without it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tf_mobile() -> tf_oracle.MobileOracle:
+    """TF-slim's NASNet-A Mobile run from the compact oracle in tests/fixtures (never skips: it ships)."""
+    return tf_oracle.load_mobile()
+
+
+@pytest.fixture(scope="session")
+def tf_mobile_npz(tf_mobile: tf_oracle.MobileOracle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The oracle's variables, input and logits as an .npz in the full fixture's format (``var/...``)."""
+    return tf_mobile.write_npz(tmp_path_factory.mktemp("tf_slim") / "nasnet_a_mobile_tf_random.npz")
 
 
 @pytest.fixture

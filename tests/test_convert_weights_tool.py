@@ -1,4 +1,4 @@
-"""tools/convert_weights.py on TF-slim's own variables (the fixture's .npz): our file reproduces TF's logits."""
+"""tools/convert_weights.py on TF-slim's own variables (the oracle's .npz): our file reproduces TF's logits."""
 from __future__ import annotations
 
 import importlib.util
@@ -24,11 +24,10 @@ def tool():
 
 
 @pytest.fixture(scope="module")
-def tf_case(tf_fixtures: Path) -> dict:
-    path = tf_fixtures / "nasnet_a_mobile_tf_random.npz"
-    with np.load(path) as data:
-        return {"path": path, "x": torch.from_numpy(data["input"].transpose(0, 3, 1, 2).copy()),
-                "logits": data["logits"]}
+def tf_case(tf_mobile, tf_mobile_npz: Path) -> dict:
+    """TF-slim's variables in the fixture's .npz format (redrawn from the compact oracle), its input and logits."""
+    return {"path": tf_mobile_npz, "x": torch.from_numpy(tf_mobile.images.transpose(0, 3, 1, 2).copy()),
+            "logits": tf_mobile.logits}
 
 
 def run(tool, capsys, *argv: str) -> tuple[int, str, str]:

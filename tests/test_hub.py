@@ -174,13 +174,11 @@ def test_tf_checkpoint_archive_needs_tensorflow(home, tmp_path, monkeypatch) -> 
     assert (home / "nasnet-a_mobile_test" / "model.ckpt.index").is_file()  # extracted once, beside the archive
 
 
-def test_tf_slim_variables_load_by_path(tf_fixtures, home) -> None:
+def test_tf_slim_variables_load_by_path(tf_mobile, tf_mobile_npz, home) -> None:
     import numpy as np
-    path = tf_fixtures / "nasnet_a_mobile_tf_random.npz"
-    model = nasnet_zoo.create_model("nasnet_a_mobile", pretrained=str(path), num_classes=1001)
-    with np.load(path) as data:
-        x = torch.from_numpy(data["input"].transpose(0, 3, 1, 2).copy())
-        assert np.abs(logits(model, x).numpy() - data["logits"]).max() < 1e-5
+    model = nasnet_zoo.create_model("nasnet_a_mobile", pretrained=str(tf_mobile_npz), num_classes=1001)
+    x = torch.from_numpy(tf_mobile.images.transpose(0, 3, 1, 2).copy())
+    assert np.abs(logits(model, x).numpy() - tf_mobile.logits).max() < 1e-5
 
 
 def test_manifest_lists_the_published_weights(monkeypatch) -> None:

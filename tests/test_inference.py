@@ -11,7 +11,6 @@ import torch
 import nasnet_zoo
 from nasnet_zoo import Block, CellGenotype, Genotype, build_nasnet
 from nasnet_zoo.convert import convert_state_dict
-from nasnet_zoo.convert.files import read_weights_file
 from nasnet_zoo.inference import fold_bn, optimize_for_inference
 from nasnet_zoo.testing import max_diff, randomize_batchnorm
 
@@ -19,21 +18,17 @@ TOL = 1e-4
 
 
 @torch.no_grad()
-def test_fused_mobile_reproduces_tf_slim_end_points(tf_fixtures: Path) -> None:
-    path = tf_fixtures / "nasnet_a_mobile_tf_random.npz"
-    variables, _, _ = read_weights_file(path)
+def test_fused_mobile_reproduces_tf_slim_end_points(tf_mobile) -> None:
     model = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=1001).eval()
-    model.load_state_dict(convert_state_dict(variables, source="tf"), strict=False)
-    with np.load(path) as data:
-        images = torch.from_numpy(np.ascontiguousarray(data["input"].transpose(0, 3, 1, 2)))  # two COCO photos
-        expected = {k.removeprefix("endpoint/"): data[k] for k in data.files if k.startswith("endpoint/")}
+    model.load_state_dict(convert_state_dict(tf_mobile.variables, source="tf"), strict=False)
+    images = torch.from_numpy(np.ascontiguousarray(tf_mobile.images.transpose(0, 3, 1, 2)))  # two COCO photos
     points = optimize_for_inference(model).end_points(images)
-    for name, tf_value in expected.items():
+    for name, tf_value in tf_mobile.end_points.items():
         if name == "Predictions":
             continue
         ours = points[name]
         ours = ours.permute(0, 2, 3, 1) if ours.dim() == 4 else ours
-        assert max_diff(ours, torch.from_numpy(tf_value)) < TOL, name
+        assert tf_value.max_diff(ours.numpy()) < TOL, name
 
 
 @pytest.fixture(scope="module", params=["tf", "timm"])

@@ -1,8 +1,15 @@
-"""TF-exactness, checked against TensorFlow's own outputs (../shared/fixtures/tf-slim).
+"""TF-exactness, checked against TensorFlow's own outputs.
 
-With the fixture's TF-slim variables our nasnet_a_mobile must reproduce every end point, not only the logits:
-a padding mistake moves the cells by up to 3 and the logits by only 0.03. Every op case of the TF "SAME"
-fixture must be reproduced by the layer the model uses for it.
+The oracle ships in ``tests/fixtures/tf_slim``: TF-slim NASNet-A Mobile run on two COCO photos with random
+weights, and TF's "SAME" ops on odd and even sizes. It was compacted from the full fixture
+(``../shared/fixtures/tf-slim``) by ``tools/make_tf_fixture.py``: the weights and op inputs are not stored but
+redrawn from their documented seeds (checked bit for bit by the tool, and by a sha256 here); the logits are
+stored in full and every end point and large op output at a seeded sample of positions that holds the whole
+border ring (see ``tests/tf_oracle.py``). Our nasnet_a_mobile must reproduce every end point, not only the
+logits: a padding mistake moves the cells by up to 3 and the logits by only 0.03. The tests at the end prove
+the compact checks still catch the two classic mistakes, symmetric padding and zero-counting average pools.
+
+When the full fixture is present (``$NASNET_ZOO_TF_FIXTURES``, as CI sets it) every value of it is checked too.
 """
 from __future__ import annotations
 
@@ -14,55 +21,59 @@ import pytest
 import torch
 
 import nasnet_zoo
+import tf_oracle
 from nasnet_zoo.convert import convert_state_dict
-from nasnet_zoo.convert.files import read_weights_file
 from nasnet_zoo.layers import BNConfig, Conv2dSame, FactorizedReduce, Pool2dSame, SepConv
+from nasnet_zoo.layers import padding as padding_module
+from tf_oracle import END_POINTS, OPS, SIZES
 
 TOL = 1e-5
-END_POINTS = (["conv0_bn", "cell_stem_0", "Stem"] + [f"Cell_{i}" for i in range(4)] + ["Reduction_Cell_0"]
-              + [f"Cell_{i}" for i in range(4, 8)] + ["Reduction_Cell_1"] + [f"Cell_{i}" for i in range(8, 12)]
-              + ["global_pool", "Logits", "Predictions"])
-SIZES = (7, 8, 21, 42, 83, 111, 112)
-OPS = ("avg_k3_s1", "avg_k3_s2", "max_k3_s1", "max_k3_s2", "dw_k3_s1", "dw_k3_s2", "dw_k5_s1", "dw_k5_s2",
-       "dw_k7_s1", "dw_k7_s2", "sep_k5_s2", "conv_k3_s2_valid", "frpath1_s2", "frpath2_s2")
 
 
 def nchw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
 
 
-@pytest.fixture(scope="module")
-def tf_model_run(tf_fixtures: Path) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """Our end points with the fixture's weights on the fixture's two photos, and TF's."""
-    path = tf_fixtures / "nasnet_a_mobile_tf_random.npz"
-    variables, source, _ = read_weights_file(path)
-    assert source == "tf"
-    model = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=1001).eval()
-    result = model.load_state_dict(convert_state_dict(variables, source="tf"), strict=False)
+def nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.numpy().transpose(0, 2, 3, 1) if t.dim() == 4 else t.numpy()
+
+
+@torch.no_grad()
+def mobile_end_points(tf_mobile: tf_oracle.MobileOracle, padding: str = "tf") -> dict[str, np.ndarray]:
+    """Our end points (NHWC) with TF-slim's variables on TF-slim's input."""
+    model = nasnet_zoo.create_model("nasnet_a_mobile", num_classes=1001, padding=padding).eval()
+    result = model.load_state_dict(convert_state_dict(tf_mobile.variables, source="tf"), strict=False)
     assert result.unexpected_keys == [] and all(k.startswith("aux_head.") for k in result.missing_keys)
-    with np.load(path) as data:
-        expected = {k.removeprefix("endpoint/"): data[k] for k in data.files if k.startswith("endpoint/")}
-        images = nchw(data["input"])
-    with torch.no_grad():
-        ours = model.end_points(images)
-    ours["Predictions"] = ours["Logits"].softmax(dim=1)
-    return ours, expected
+    points = model.end_points(nchw(tf_mobile.images))
+    points["Predictions"] = points["Logits"].softmax(dim=1)
+    return {name: nhwc(value) for name, value in points.items()}
 
 
-def test_fixture_end_points_are_all_checked(tf_model_run) -> None:
-    _, expected = tf_model_run
-    assert set(expected) == set(END_POINTS)
+def mismatches(ours: dict[str, np.ndarray], expected: dict[str, tf_oracle.Expected]) -> dict[str, float]:
+    """End points (in network order) where ours differ from TF's by more than TOL, with the difference."""
+    diffs = {name: expected[name].max_diff(ours[name]) for name in END_POINTS}
+    return {name: d for name, d in diffs.items() if not d < TOL}
+
+
+@pytest.fixture(scope="module")
+def ours(tf_mobile) -> dict[str, np.ndarray]:
+    return mobile_end_points(tf_mobile)
+
+
+def test_fixture_end_points_are_all_checked(tf_mobile, ours) -> None:
+    assert set(tf_mobile.end_points) == set(END_POINTS) <= set(ours)
+    assert tf_mobile.logits.shape == (2, 1001) and tf_mobile.end_points["Logits"].index is None  # stored whole
+    stem = tf_mobile.end_points["Stem"]
+    assert stem.shape == (2, 28, 28, 88) and stem.index is not None
+    ring = np.zeros(stem.shape, bool)
+    ring.reshape(-1)[stem.index] = True
+    assert ring[:, [0, -1], :, :].any(axis=(0, 1, 2)).sum() >= 8  # whole border rows of several channels
+    assert ring[:, [0, -1], :, :].any(axis=-1).all() and ring[:, :, [0, -1], :].any(axis=-1).all()
 
 
 @pytest.mark.parametrize("name", END_POINTS)
-def test_end_point_matches_tf_slim(tf_model_run, name: str) -> None:
-    ours, expected = tf_model_run
-    want = expected[name]
-    got = ours[name].numpy()
-    if got.ndim == 4:
-        got = got.transpose(0, 2, 3, 1)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() < TOL
+def test_end_point_matches_tf_slim(tf_mobile, ours, name: str) -> None:
+    assert tf_mobile.end_points[name].max_diff(ours[name]) < TOL
 
 
 def our_op(op: str, case: dict[str, np.ndarray], stem_conv: torch.nn.Conv2d) -> torch.nn.Module:
@@ -104,9 +115,8 @@ class _Channels(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def op_cases(tf_fixtures: Path) -> dict[str, np.ndarray]:
-    with np.load(tf_fixtures / "tf_same_ops.npz") as data:
-        return {k: data[k] for k in data.files}
+def op_cases() -> dict[str, tuple[dict[str, np.ndarray], tf_oracle.Expected]]:
+    return tf_oracle.load_op_cases()
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +124,99 @@ def stem_conv() -> torch.nn.Conv2d:
     return nasnet_zoo.create_model("nasnet_a_mobile", num_classes=0).stem.conv
 
 
+@torch.no_grad()
+def op_diff(op: str, case: dict[str, np.ndarray], expected: tf_oracle.Expected, stem_conv) -> float:
+    return expected.max_diff(nhwc(our_op(op, case, stem_conv).eval()(nchw(case["in"]))))
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("op", OPS)
 def test_op_matches_tf_same(op_cases, stem_conv, op: str, size: int) -> None:
-    prefix = f"{op}_h{size}/"
-    case = {k.removeprefix(prefix): v for k, v in op_cases.items() if k.startswith(prefix)}
-    with torch.no_grad():
-        got = our_op(op, case, stem_conv).eval()(nchw(case["in"])).numpy().transpose(0, 2, 3, 1)
-    assert got.shape == case["out"].shape
-    assert np.abs(got - case["out"]).max() < TOL
+    case, expected = op_cases[f"{op}_h{size}"]
+    assert op_diff(op, case, expected, stem_conv) < TOL
 
 
 def test_every_op_case_is_covered(op_cases) -> None:
-    assert {k.rsplit("/", 1)[0] for k in op_cases} == {f"{op}_h{h}" for op in OPS for h in SIZES}
+    assert set(op_cases) == {f"{op}_h{h}" for op in OPS for h in SIZES}
+    case, expected = op_cases["avg_k3_s1_h112"]
+    assert expected.index is not None and case["in"].shape == (2, 112, 112, 4)  # large outputs are sampled
+    assert op_cases["avg_k3_s2_h8"][1].index is None                           # small ones are whole
 
+
+# ---- the compact checks catch the mistakes they exist for -----------------------------------------------
+
+def symmetric_pads(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                   dilation: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    """PyTorch-style symmetric padding, (k - 1) / 2 each side: the same output size as SAME, other cells."""
+    top, left = ((kernel[0] - 1) * dilation[0]) // 2, ((kernel[1] - 1) * dilation[1]) // 2
+    return left, left, top, top
+
+
+def test_symmetric_padding_fails_the_compact_checks(tf_mobile, op_cases, stem_conv, monkeypatch) -> None:
+    monkeypatch.setattr(padding_module, "same_pads_2d", symmetric_pads)
+    wrong = mismatches(mobile_end_points(tf_mobile), tf_mobile.end_points)
+    # cell_stem_0 pads the odd 111x111 map, where SAME is symmetric; the first even map is in cell_stem_1
+    assert list(wrong)[0] == "Stem" and wrong["Stem"] > 0.1, wrong
+    assert set(wrong) == set(END_POINTS) - {"conv0_bn", "cell_stem_0"}
+    for op in ("avg_k3_s2", "max_k3_s2", "dw_k3_s2", "dw_k5_s2", "dw_k7_s2", "sep_k5_s2"):
+        for size in (8, 42, 112):  # even sizes: TF puts the extra cell at the bottom/right
+            case, expected = op_cases[f"{op}_h{size}"]
+            assert op_diff(op, case, expected, stem_conv) > 0.01, (op, size)
+
+
+def test_zero_counting_average_pools_fail_the_compact_checks(tf_mobile, op_cases, stem_conv) -> None:
+    """timm's behaviour (``padding="timm"``): strided average pools count the padded zeros."""
+    wrong = mismatches(mobile_end_points(tf_mobile, padding="timm"), tf_mobile.end_points)
+    assert list(wrong)[0] == "cell_stem_0" and wrong["cell_stem_0"] > 0.1, wrong
+    assert set(wrong) == set(END_POINTS) - {"conv0_bn"}
+    for size in SIZES:
+        case, expected = op_cases[f"avg_k3_s2_h{size}"]
+        with torch.no_grad():
+            got = nhwc(Pool2dSame("avg", 3, 2, mode="timm")(nchw(case["in"])))
+        assert expected.max_diff(got) > 0.1, size
+
+
+# ---- the full fixture, where present (CI) ---------------------------------------------------------------
+
+def test_full_fixture_end_points(tf_fixtures: Path, ours) -> None:
+    with np.load(tf_fixtures / "nasnet_a_mobile_tf_random.npz") as data:
+        for name in END_POINTS:
+            tf_value = data["logits"] if name == "Logits" else data[f"endpoint/{name}"]
+            assert ours[name].shape == tf_value.shape, name
+            assert np.abs(ours[name] - tf_value).max() < TOL, name
+
+
+def test_full_fixture_op_cases(tf_fixtures: Path, stem_conv) -> None:
+    with np.load(tf_fixtures / "tf_same_ops.npz") as data:
+        for op in OPS:
+            for size in SIZES:
+                prefix = f"{op}_h{size}/"
+                case = {k.removeprefix(prefix): data[k] for k in data.files if k.startswith(prefix)}
+                expected = tf_oracle.Expected(case["out"].shape, case["out"])
+                assert op_diff(op, case, expected, stem_conv) < TOL, (op, size)
+
+
+def test_compact_fixture_equals_the_full_one(tf_fixtures: Path, tmp_path: Path) -> None:
+    """The rebuild tool's own proof: regenerated weights, photos and op inputs bit for bit, samples exact."""
+    import importlib.util
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_tf_fixture.py"
+    spec = importlib.util.spec_from_file_location("make_tf_fixture", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.verify(tf_fixtures, tf_oracle.FIXTURE_DIR)
+    with np.load(tf_fixtures / "nasnet_a_mobile_tf_random.npz") as data:
+        variables = tf_oracle.load_mobile().variables
+        assert list(variables) == [k for k in data.files if k.startswith("var/")]
+        assert all(np.array_equal(v, data[k]) for k, v in variables.items())
+
+
+def test_compact_fixture_fits_its_budget() -> None:
+    files = [p for p in tf_oracle.FIXTURE_DIR.iterdir() if p.is_file()]
+    assert {p.name for p in files} >= {tf_oracle.MODEL_FILE, tf_oracle.OPS_FILE, tf_oracle.VARIABLES_FILE}
+    assert sum(p.stat().st_size for p in files) <= 3 * 1024 * 1024
+
+
+# ---- shapes at other sizes and bad input ------------------------------------------------------------------
 
 def tf_end_point_sides(size: int) -> dict[str, int]:
     """TF's formulas: VALID 3x3/2 stem conv, then ceil(n / 2) at each stride-2 SAME cell."""
