@@ -23,5 +23,13 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest absolute elementwise difference, as a float."""
+    """Largest absolute elementwise difference, as a float.
+
+    The shapes must be equal: broadcasting would compare a [N, C] output with a [C] one (or an empty one)
+    and report a small difference for outputs that do not correspond.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"max_diff needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.numel() == 0:
+        return 0.0
     return (a - b).abs().max().item()
