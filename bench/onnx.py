@@ -10,7 +10,7 @@ Classifier contenders at 224 px, batch 1 and 8 (same random weights in ours and 
   cadene_eager   Cadene's model in PyTorch eager (NCHW), and cadene_eager_cl with channels_last
   ours_eager     our model in PyTorch eager, and ours_eager_optimized (nasnet_zoo.inference.optimize_for_inference)
 Detector contenders, batch 1 (a 480x640 photo, resized inside to 800x1067):
-  det_onnx / det_eager   fasterrcnn_nasnet_a_mobile_fpn (random weights) exported by nasnet_zoo.detection.onnx
+  det_onnx / det_eager   fasterrcnn_nasnet_a_mobile_fpn (random weights) exported by nasnet_zoo.onnx.export_detector
 
 Targets: ours_onnx <= cadene_onnx and >= 3x faster than cadene_eager at batch 1; det_onnx >= 1.5x faster
 than det_eager. Outputs are compared too.
@@ -42,7 +42,7 @@ import nasnet_zoo  # noqa: E402
 from nasnet_zoo.convert import convert_state_dict  # noqa: E402
 from nasnet_zoo.inference import optimize_for_inference  # noqa: E402
 from nasnet_zoo.onnx import ClassifierGraph, export_classifier, open_session  # noqa: E402
-from nasnet_zoo.onnx.verify import synthetic_image  # noqa: E402
+from nasnet_zoo.onnx.parity import synthetic_image  # noqa: E402
 from nasnet_zoo.testing import randomize_batchnorm  # noqa: E402
 from nasnet_zoo.utils.io import atomic_write_json  # noqa: E402
 
@@ -130,7 +130,7 @@ def bench_classifier(workdir: Path, batches: list[int], reps: int, warmup: int, 
 @torch.no_grad()
 def bench_detector(workdir: Path, reps: int, warmup: int, threads: int) -> dict:
     from nasnet_zoo.detection.builders import build_detector
-    from nasnet_zoo.detection.onnx import export_detector, run_detector_parity, torch_detections
+    from nasnet_zoo.onnx import export_detector, run_detector_parity, torch_detections
     torch.manual_seed(0)
     model = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=91).eval()
     randomize_batchnorm(model.backbone.body, seed=3)

@@ -202,7 +202,7 @@ def _photo(path: Path, size: tuple[int, int]) -> torch.Tensor:
 def test_onnx_export_matches_pytorch(design: str, score_thresh: str, coco_tiny: Path, tmp_path: Path) -> None:
     """FPN with detections on real photos of two sizes; C4 with a threshold no score passes (empty outputs)."""
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install nasnet-zoo[onnx])")
-    from nasnet_zoo.detection.d2.export import compare_with_onnxruntime, export_onnx
+    from nasnet_zoo.onnx import export_d2_detector, run_d2_parity
 
     config = DEMO if design == "fpn" else CONFIGS / "faster_rcnn_nasnet_a_mobile_c4_1x.yaml"
     cfg = make_cfg(config, *small_nasnet(tmp_path), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh,
@@ -211,12 +211,12 @@ def test_onnx_export_matches_pytorch(design: str, score_thresh: str, coco_tiny: 
     photos = sorted((coco_tiny / "val2017").glob("*.jpg"))[:2]
     images = [_photo(photos[0], (224, 160)), _photo(photos[1], (224, 160)), _photo(photos[1], (200, 136))]
     path = str(tmp_path / f"{design}.onnx")
-    adapter = export_onnx(model, images[0], path, opset=17)
-    results = compare_with_onnxruntime(adapter, path, images)
-    assert all(r.ok(box_tol=1e-2, score_tol=1e-4) for r in results), results
-    assert [r.num_detections for r in results] == ([20, 20, 20] if design == "fpn" else [0, 0, 0])
+    adapter = export_d2_detector(model, images[0], path, opset=17)
+    report = run_d2_parity(adapter, path, images)
+    assert report.ok and report.tolerances == {"box atol (px)": 1e-2, "score atol": 1e-4}, report.table()
+    assert [c.figures["torch dets"] for c in report.cases] == ([20, 20, 20] if design == "fpn" else [0, 0, 0])
     with pytest.raises(ValueError, match="opset"):
-        export_onnx(model, images[0], path, opset=11)
+        export_d2_detector(model, images[0], path, opset=11)
 
 
 def test_cli_errors_name_the_fix(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ BatchNorm statistics are taken from real images first so that logits are O(1) an
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,18 +15,13 @@ import torch
 from PIL import Image
 
 import nasnet_zoo
+from nasnet_zoo.cli import export_onnx as cli
 from nasnet_zoo.onnx import (ClassifierGraph, OnnxClassifier, OnnxModelError, OnnxRuntimeSetupError,
                              builtin_classifier_cases, check_runtime_install, choose_providers, load_image,
-                             run_classifier_parity)
-from nasnet_zoo.onnx.verify import synthetic_image
-
-REPO = Path(__file__).resolve().parents[1]
-
+                             providers_for_device, run_classifier_parity)
+from nasnet_zoo.onnx.parity import synthetic_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-_spec = importlib.util.spec_from_file_location("export_onnx_cli", REPO / "tools" / "export_onnx.py")
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)  # type: ignore[union-attr]
 
 
 def small_calibrated_cifar_model() -> nasnet_zoo.NASNet:
@@ -156,7 +150,7 @@ def test_corrupt_truncated_and_foreign_files(exported: dict, tmp_path: Path) -> 
     onnx.save(foreign, str(tmp_path / "foreign.onnx"))
     with pytest.raises(OnnxModelError, match="not exported by nasnet-zoo"):
         OnnxClassifier(tmp_path / "foreign.onnx")
-    from nasnet_zoo.detection.onnx import OnnxDetector
+    from nasnet_zoo.onnx import OnnxDetector
     with pytest.raises(OnnxModelError, match="is a classification model, expected a detection model"):
         OnnxDetector(exported["path"])
 
@@ -174,6 +168,32 @@ def test_provider_choice() -> None:
     assert choose_providers(available=["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     with pytest.raises(OnnxRuntimeSetupError, match=r"nasnet-zoo\[gpu\]"):
         choose_providers(["CUDAExecutionProvider"], available=["CPUExecutionProvider"])
+    assert providers_for_device("cuda:1") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers_for_device("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="'mps'"):
+        providers_for_device("mps")
+
+
+def test_cuda_fallback_is_reported(exported: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu without a usable GPU lists CUDA but runs on CPU: the session opener says so."""
+    import types
+
+    import onnxruntime
+
+    import nasnet_zoo.onnx.session as session_module
+
+    def gpu_wheel_without_gpu(path, options, providers):  # what onnxruntime-gpu does on a machine without CUDA
+        cpu_only = [p for p in providers if p != "CUDAExecutionProvider"]
+        return onnxruntime.InferenceSession(path, options, providers=cpu_only)
+    fake = types.SimpleNamespace(
+        SessionOptions=onnxruntime.SessionOptions, GraphOptimizationLevel=onnxruntime.GraphOptimizationLevel,
+        get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        InferenceSession=gpu_wheel_without_gpu)
+    monkeypatch.setattr(session_module, "_import_ort", lambda: fake)
+    fallback = r"asked for \['CUDAExecutionProvider'\] but runs on \['CPUExecutionProvider'\]"
+    with pytest.warns(RuntimeWarning, match=fallback):
+        runner = OnnxClassifier(exported["path"])
+    assert runner.providers == ["CPUExecutionProvider"]
 
 
 def test_both_runtimes_installed_is_explained() -> None:

@@ -6,7 +6,6 @@ parity table covers images with and without detections.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -18,22 +17,17 @@ import torch
 from PIL import Image
 
 import nasnet_zoo
+from nasnet_zoo.cli import export_onnx as cli
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.detection.builders import build_detector
 from nasnet_zoo.detection.checkpoint import model_identity, save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.onnx import (DetectorGraph, OnnxDetector, builtin_detector_cases, load_detector,
-                                       run_detector_parity, torch_detections)
-from nasnet_zoo.onnx import OnnxModelError
-from nasnet_zoo.onnx.verify import synthetic_image
-
-REPO = Path(__file__).resolve().parents[1]
-
+from nasnet_zoo.detection.trained import load_detector
+from nasnet_zoo.onnx import (DetectorGraph, OnnxDetector, OnnxModelError, builtin_detector_cases, run_detector_parity,
+                             torch_detections)
+from nasnet_zoo.onnx.parity import synthetic_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-_spec = importlib.util.spec_from_file_location("export_onnx_cli_det", REPO / "tools" / "export_onnx.py")
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)  # type: ignore[union-attr]
 
 NAME = "fasterrcnn_nasnet_a_mobile_fpn"
 CATEGORIES = [3, 7, 11, 20]
@@ -135,7 +129,7 @@ def test_onnx_detector_inputs_and_outputs(exported: dict, run_dir: Path) -> None
 
 def test_mismatch_exits_nonzero_with_a_table(exported: dict, run_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture) -> None:
-    import nasnet_zoo.detection.onnx as det_onnx
+    import nasnet_zoo.onnx.detector as det_onnx
     real = det_onnx.torch_detections
     # Reuse the fixture's export (the exporter is tested above); only the comparison is under test here.
     monkeypatch.setattr(det_onnx, "export_detector", lambda model, path, **kw: shutil.copy(exported["path"], path))
@@ -171,7 +165,7 @@ def test_corrupt_detector_file(exported: dict, tmp_path: Path) -> None:
 
 def test_paper_split_design_exports_exactly(tmp_path: Path) -> None:
     """fasterrcnn_nasnet_a_mobile_nas: one RoI level, NASNet cells run per proposal as the second stage."""
-    from nasnet_zoo.detection.onnx import export_detector
+    from nasnet_zoo.onnx import export_detector
     torch.manual_seed(0)
     model = build_detector("fasterrcnn_nasnet_a_mobile_nas", num_classes=3, min_size=160, max_size=256,
                            backbone_args={"cells_per_stack": 1, "num_conv_filters": 8}, rpn_conv_channels=32,

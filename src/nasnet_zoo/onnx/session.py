@@ -1,25 +1,21 @@
-"""onnxruntime sessions for exported nasnet-zoo models: provider choice, file checks, image input.
-
-Everything here runs without PyTorch models; it is what a deployment needs besides the .onnx file.
+"""onnxruntime sessions for exported models: which providers to ask for, what the session really runs, and
+clear errors for missing runtimes and unusable files. Every runner (classifier, detector, detectron2 parity)
+opens its session here.
 """
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from .files import decode_metadata
 
-#: Prefix of every metadata key nasnet-zoo writes into an exported file.
-META_PREFIX = "nasnet_zoo."
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+#: What writes files of each ``task`` (for the hint in errors); classifiers and detectors: the CLI.
+EXPORTERS = {"detectron2": "nasnet_zoo.onnx.export_d2_detector"}
 
 
 class OnnxModelError(ValueError):
@@ -69,8 +65,8 @@ def _import_ort() -> Any:
 def choose_providers(requested: Sequence[str] | None = None, available: Sequence[str] | None = None) -> list[str]:
     """CUDA then CPU when no providers are requested and this onnxruntime has CUDA; else only CPU.
 
-    A listed CUDA provider does not prove a usable GPU (onnxruntime-gpu falls back to CPU without one), so
-    callers must read back ``session.get_providers()``.
+    A listed CUDA provider does not prove a usable GPU (onnxruntime-gpu falls back to CPU without one);
+    :func:`open_session` reads back what the session runs and warns about a fallback.
     """
     if available is None:
         available = _import_ort().get_available_providers()
@@ -83,73 +79,54 @@ def choose_providers(requested: Sequence[str] | None = None, available: Sequence
     return [CUDA, CPU] if CUDA in available else [CPU]
 
 
+def providers_for_device(device: str) -> list[str]:
+    """The providers to request for a torch-style device name: ``cuda``/``cuda:N`` -> CUDA then CPU, ``cpu`` -> CPU."""
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda" or device.startswith("cuda:"):
+        return [CUDA, CPU]
+    raise ValueError(f"device {device!r} has no onnxruntime provider here; use 'cpu' or 'cuda'")
+
+
+def report_fallback(asked: Sequence[str], active: Sequence[str], path: str | os.PathLike) -> None:
+    """Warn when a provider other than CPU was asked for and the session does not run it.
+
+    onnxruntime-gpu without a usable GPU (or without its CUDA/cuDNN libraries) quietly runs on CPU; the
+    warning names what runs instead so that slow timings are not mistaken for GPU figures.
+    """
+    dropped = [p for p in asked if p != CPU and p not in active]
+    if dropped:
+        warnings.warn(f"{path}: onnxruntime was asked for {dropped} but runs on {list(active)}; check that a GPU "
+                      "is visible and that onnxruntime-gpu matches the installed CUDA and cuDNN",
+                      RuntimeWarning, stacklevel=3)
+
+
 def open_session(path: str | os.PathLike, providers: Sequence[str] | None = None, *, task: str,
                  threads: int | None = None) -> tuple[Any, dict[str, Any]]:
     """An InferenceSession on ``path`` and the nasnet-zoo metadata it carries, with clear errors for bad files.
 
-    ``threads`` caps onnxruntime's intra-op threads (default: one per core).
+    ``task`` is the ``task`` metadata the file must carry ("classification", "detection", "detectron2");
+    ``providers=None`` chooses with :func:`choose_providers`; ``threads`` caps onnxruntime's intra-op
+    threads (default: one per core). ``session.get_providers()`` says what really runs.
     """
     ort = _import_ort()
     path = Path(path)
+    exporter = EXPORTERS.get(task, "tools/export_onnx.py")
     if not path.is_file():
-        raise OnnxModelError(f"ONNX model {path} does not exist; create it with tools/export_onnx.py")
+        raise OnnxModelError(f"ONNX model {path} does not exist; create it with {exporter}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads
+    asked = choose_providers(providers)
     try:
-        session = ort.InferenceSession(str(path), options, providers=choose_providers(providers))
+        session = ort.InferenceSession(str(path), options, providers=asked)
     except Exception as err:  # onnxruntime raises its own Fail / InvalidProtobuf types
         raise OnnxModelError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err)[:200]}); "
-                             "it may be truncated or corrupt: export it again with tools/export_onnx.py") from None
+                             f"it may be truncated or corrupt: export it again with {exporter}") from None
     metadata = decode_metadata(session.get_modelmeta().custom_metadata_map)
     if metadata.get("task") != task:
         found = f"a {metadata['task']} model" if "task" in metadata else "not exported by nasnet-zoo"
-        raise OnnxModelError(f"{path} is {found}, expected a {task} model from tools/export_onnx.py")
+        raise OnnxModelError(f"{path} is {found}, expected a {task} model from {exporter}")
+    report_fallback(asked, session.get_providers(), path)
     return session, metadata
-
-
-def encode_metadata(values: dict[str, Any]) -> dict[str, str]:
-    """Metadata values as ONNX ``metadata_props`` strings (JSON for anything that is not a string)."""
-    return {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-
-
-def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if not key.startswith(META_PREFIX):
-            continue
-        try:
-            out[key[len(META_PREFIX):]] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key[len(META_PREFIX):]] = value
-    return out
-
-
-_IMAGE_HINT = "pass a file path, a PIL image, or a uint8 numpy array of shape [H, W, 3] (RGB) or [H, W]"
-
-
-def load_image(image: ImageInput) -> np.ndarray:
-    """Any supported image input as a contiguous uint8 RGB array [H, W, 3]."""
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img.convert("RGB")).copy()
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path} is not a readable image ({err})") from None
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB")).copy()
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(f"image array has dtype {image.dtype}; {_IMAGE_HINT} (floats in [0, 1]: "
-                            "`(a * 255).round().astype(np.uint8)`)")
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            hint = " (channels first? use `a.transpose(1, 2, 0)`)" if image.ndim == 3 and image.shape[0] in (3, 4) else ""
-            raise ValueError(f"image array has shape {image.shape}{hint}; {_IMAGE_HINT}")
-        return np.ascontiguousarray(image[:, :, :3])
-    raise TypeError(f"unsupported image type {type(image).__name__}; {_IMAGE_HINT}")

@@ -1,4 +1,5 @@
-"""Whole Faster R-CNN detectors in ONNX: export with preprocessing and postprocessing inside, run, verify.
+"""Whole torchvision-style Faster R-CNN detectors in ONNX: export with pre- and postprocessing inside, and
+:class:`OnnxDetector` to run them.
 
 The exported graph takes one uint8 RGB image [H, W, 3] of any size and returns ``boxes`` [N, 4] (x1, y1, x2, y2
 in the input image's pixels), ``labels`` [N] (the model's contiguous labels, mapped to dataset category ids by
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
@@ -34,14 +34,14 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
-from nasnet_zoo.onnx.export import save_onnx
-from nasnet_zoo.onnx.runtime import ImageInput, load_image, open_session
-from nasnet_zoo.onnx.verify import ParityCase, ParityReport, blank_image, synthetic_image
+from .files import save_onnx
+from .images import ImageInput, load_image
+from .parity import synthetic_image
+from .session import open_session
 
 #: RoIAlign(aligned=True) exports correctly only from opset 16; torchvision's detection symbolics target 17.
 DETECTOR_OPSET = 17
-BOX_ATOL = 1e-2
-SCORE_ATOL = 1e-4
+MIN_DETECTOR_OPSET = 16
 
 
 class GatherMultiScaleRoIAlign(nn.Module):
@@ -126,8 +126,9 @@ def export_detector(detector: GeneralizedRCNN, path: str | os.PathLike, *, model
 
     ``class_names[i]`` and ``category_ids[i]`` describe model label ``i`` (index 0 is the background).
     """
-    if opset < 16:
-        raise ValueError(f"opset {opset} is too old: RoIAlign(aligned=True) exports correctly only from opset 16")
+    if opset < MIN_DETECTOR_OPSET:
+        raise ValueError(f"opset {opset} is too old: RoIAlign(aligned=True) exports correctly only from opset "
+                         f"{MIN_DETECTOR_OPSET}")
     num_classes = detector.roi_heads.box_predictor.cls_score.out_features
     category_ids = list(range(num_classes)) if category_ids is None else list(category_ids)
     if len(class_names) != num_classes or len(category_ids) != num_classes:
@@ -190,7 +191,6 @@ class OnnxDetector:
                 "names": [self.class_names[i] for i in out["labels"]], "scores": out["scores"]}
 
 
-# ---- parity ------------------------------------------------------------------------------------------------
 def torch_detections(detector: GeneralizedRCNN, image: np.ndarray) -> dict[str, np.ndarray]:
     """Eager PyTorch detections for a uint8 image, the way users call the model (float CHW in [0, 1])."""
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
@@ -198,121 +198,3 @@ def torch_detections(detector: GeneralizedRCNN, image: np.ndarray) -> dict[str, 
     with torch.no_grad():
         out = detector([x.to(device)])[0]
     return {k: out[k].cpu().numpy() for k in ("boxes", "labels", "scores")}
-
-
-def compare_detections(name: str, image: np.ndarray, reference: dict[str, np.ndarray], onnx_out: dict[str, np.ndarray],
-                       box_atol: float = BOX_ATOL, score_atol: float = SCORE_ATOL) -> ParityCase:
-    """Same count and labels, boxes and scores within tolerance; detections are paired by order, and by
-    nearest same-label box where near-equal scores swapped places."""
-    n_ref, n_out = len(reference["scores"]), len(onnx_out["scores"])
-    figures: dict[str, Any] = {"image": f"{image.shape[0]}x{image.shape[1]}", "torch dets": n_ref, "onnx dets": n_out}
-    if n_ref != n_out:
-        return ParityCase(name, False, figures, f"{n_out} detections in onnxruntime, {n_ref} in PyTorch")
-    order = _pair(reference, onnx_out)
-    if order is None:
-        return ParityCase(name, False, figures, "labels differ")
-    box_diff = float(np.abs(reference["boxes"] - onnx_out["boxes"][order]).max()) if n_ref else 0.0
-    score_diff = float(np.abs(reference["scores"] - onnx_out["scores"][order]).max()) if n_ref else 0.0
-    figures.update({"max box diff": box_diff, "max score diff": score_diff})
-    problems = ([f"box diff {box_diff:.3g} > {box_atol:g}"] if box_diff > box_atol else []) + \
-               ([f"score diff {score_diff:.3g} > {score_atol:g}"] if score_diff > score_atol else [])
-    return ParityCase(name, not problems, figures, "; ".join(problems))
-
-
-def _pair(reference: dict[str, np.ndarray], onnx_out: dict[str, np.ndarray]) -> np.ndarray | None:
-    """Index into ``onnx_out`` for each reference detection, or None when the labels cannot be matched."""
-    n = len(reference["labels"])
-    if np.array_equal(reference["labels"], onnx_out["labels"]):
-        same_order = np.arange(n)
-        if n == 0 or np.abs(reference["boxes"] - onnx_out["boxes"]).max() <= BOX_ATOL:
-            return same_order
-    free = np.ones(n, dtype=bool)
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        candidates = np.flatnonzero(free & (onnx_out["labels"] == reference["labels"][i]))
-        if not len(candidates):
-            return None
-        cost = np.abs(onnx_out["boxes"][candidates] - reference["boxes"][i]).max(1) + \
-            np.abs(onnx_out["scores"][candidates] - reference["scores"][i]) * (BOX_ATOL / SCORE_ATOL)
-        j = candidates[cost.argmin()]
-        order[i], free[j] = j, False
-    return order
-
-
-def builtin_detector_cases() -> list[tuple[str, np.ndarray]]:
-    """Landscape, portrait, small and odd sizes, and a blank image (nothing to detect)."""
-    return [("landscape 480x640", synthetic_image(480, 640, seed=1)),
-            ("portrait 640x427", synthetic_image(640, 427, seed=2)),
-            ("small 150x200", synthetic_image(150, 200, seed=3)),
-            ("odd 333x517", synthetic_image(333, 517, seed=4)),
-            ("blank 480x640", blank_image(480, 640))]
-
-
-def run_detector_parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]],
-                        onnx_run: Callable[[np.ndarray], dict[str, np.ndarray]],
-                        cases: Sequence[tuple[str, np.ndarray]], box_atol: float = BOX_ATOL,
-                        score_atol: float = SCORE_ATOL) -> ParityReport:
-    report = ParityReport("detector parity (onnxruntime vs PyTorch)",
-                          {"box atol (px)": box_atol, "score atol": score_atol})
-    for name, image in cases:
-        report.cases.append(compare_detections(name, image, reference(image), onnx_run(image), box_atol, score_atol))
-    return report
-
-
-# ---- checkpoints -------------------------------------------------------------------------------------------
-def category_names(category_ids: Sequence[int], annotations: str | os.PathLike | None = None) -> list[str]:
-    """Names of the dataset categories, from a COCO annotation file; without one, COCO's names when the ids
-    are exactly COCO's 80, else the ids as text."""
-    if annotations is not None:
-        with open(annotations, encoding="utf-8") as f:
-            known = {int(c["id"]): str(c["name"]) for c in json.load(f).get("categories", [])}
-        missing = [c for c in category_ids if c not in known]
-        if missing:
-            raise ValueError(f"{annotations} does not name categories {missing[:10]}; pass the annotation file "
-                             "the detector was trained with")
-        return [known[int(c)] for c in category_ids]
-    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-    coco = {i: n for i, n in enumerate(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
-            if n not in ("N/A", "__background__")}
-    if set(int(c) for c in category_ids) == set(coco):
-        return [coco[int(c)] for c in category_ids]
-    return [str(c) for c in category_ids]
-
-
-class LoadedDetector(NamedTuple):
-    model: GeneralizedRCNN     #: eval mode, weights from the checkpoint
-    category_ids: list[int]    #: dataset category id of each model label (index 0, the background, is 0)
-    annotations: Path | None   #: the run's COCO annotation file, when it is still there (category names)
-
-
-def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | os.PathLike | None = None,
-                  overrides: Sequence[str] = ()) -> LoadedDetector:
-    """Build detector ``name`` as its training run did and load ``checkpoint`` (a train_det.py checkpoint).
-
-    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint.
-    """
-    from nasnet_zoo.config import load_config
-
-    from .checkpoint import CheckpointError, load_checkpoint, model_identity
-    from .config import DetConfig
-    from .run import build_model
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or foreign files raise many types
-        raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint: {err}") from None
-    if not isinstance(saved, dict) or "model" not in saved or "num_classes" not in saved:
-        raise CheckpointError(f"{checkpoint} is not a tools/train_det.py checkpoint (needs 'model' and 'num_classes')")
-    if config_file is None and (checkpoint.parent / "config.yaml").is_file():
-        config_file = checkpoint.parent / "config.yaml"
-    config = load_config(DetConfig(), config_file, overrides)
-    config.model.name = name
-    config.model.backbone_weights = ""  # the checkpoint holds every weight; nothing to fetch
-    categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
-    model = build_model(config, saved["num_classes"])
-    load_checkpoint(checkpoint, model, model_identity(name, saved["num_classes"], saved.get("categories", categories)))
-    found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
-    return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)

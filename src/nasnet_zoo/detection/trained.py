@@ -1,0 +1,70 @@
+"""A trained detector back from its run: rebuilt as tools/train_det.py built it, with the dataset's category ids
+and names (what the ONNX export and prediction need beside the weights).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+
+def category_names(category_ids: Sequence[int], annotations: str | os.PathLike | None = None) -> list[str]:
+    """Names of the dataset categories, from a COCO annotation file; without one, COCO's names when the ids
+    are exactly COCO's 80, else the ids as text."""
+    if annotations is not None:
+        with open(annotations, encoding="utf-8") as f:
+            known = {int(c["id"]): str(c["name"]) for c in json.load(f).get("categories", [])}
+        missing = [c for c in category_ids if c not in known]
+        if missing:
+            raise ValueError(f"{annotations} does not name categories {missing[:10]}; pass the annotation file "
+                             "the detector was trained with")
+        return [known[int(c)] for c in category_ids]
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    coco = {i: n for i, n in enumerate(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+            if n not in ("N/A", "__background__")}
+    if set(int(c) for c in category_ids) == set(coco):
+        return [coco[int(c)] for c in category_ids]
+    return [str(c) for c in category_ids]
+
+
+class LoadedDetector(NamedTuple):
+    model: GeneralizedRCNN     #: eval mode, weights from the checkpoint
+    category_ids: list[int]    #: dataset category id of each model label (index 0, the background, is 0)
+    annotations: Path | None   #: the run's COCO annotation file, when it is still there (category names)
+
+
+def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | os.PathLike | None = None,
+                  overrides: Sequence[str] = ()) -> LoadedDetector:
+    """Build detector ``name`` as its training run did and load ``checkpoint`` (a train_det.py checkpoint).
+
+    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint.
+    """
+    from nasnet_zoo.config import load_config
+
+    from .checkpoint import CheckpointError, load_checkpoint, model_identity
+    from .config import DetConfig
+    from .run import build_model
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or foreign files raise many types
+        raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint: {err}") from None
+    if not isinstance(saved, dict) or "model" not in saved or "num_classes" not in saved:
+        raise CheckpointError(f"{checkpoint} is not a tools/train_det.py checkpoint (needs 'model' and 'num_classes')")
+    if config_file is None and (checkpoint.parent / "config.yaml").is_file():
+        config_file = checkpoint.parent / "config.yaml"
+    config = load_config(DetConfig(), config_file, overrides)
+    config.model.name = name
+    config.model.backbone_weights = ""  # the checkpoint holds every weight; nothing to fetch
+    categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
+    model = build_model(config, saved["num_classes"])
+    load_checkpoint(checkpoint, model, model_identity(name, saved["num_classes"], saved.get("categories", categories)))
+    found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
+    return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)
