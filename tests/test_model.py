@@ -1,6 +1,8 @@
 """The generic cell and network builder: shapes, registry, features, drop path, searched genotypes."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -76,13 +78,58 @@ def test_drop_path_schedule_and_eval_identity():
     m.set_drop_path_progress(2.0)  # clamped: never below keep0 for the last cell
     assert paths[-1].current_keep_prob == pytest.approx(0.6)
     x = torch.randn(4, 3, 32, 32)
-    m.eval()
-    assert torch.equal(m(x), m(x))
+    no_drop = copy.deepcopy(m)
+    for cell in no_drop.cells.values():
+        cell.drop_path = torch.nn.Identity()
+    # eval: exactly the network without drop path, although the schedule is at its strongest
+    assert torch.equal(m.eval()(x), no_drop.eval()(x))
     m.train()
+    no_drop.train()
     torch.manual_seed(1)
     a = m(x)
     torch.manual_seed(2)
     assert not torch.allclose(a, m(x))
+    assert not torch.allclose(a, no_drop(x))  # training does drop
+
+
+@pytest.mark.parametrize("name, total", [("nasnet_a_mobile", 16), ("nasnet_a_large", 22)])
+def test_drop_path_keep_prob_follows_tf_cell_numbering(name: str, total: int) -> None:
+    """TF-slim counts the two ImageNet stem cells and both reduction cells: keep = 1 - (c + 1) / T * p * (1 - k0)."""
+    m = nz.create_model(name, drop_path_keep_prob=0.6)
+    normal = (total - 4) // 3  # normal cells per stack
+    numbering = {"cell_stem_0": 0, "cell_stem_1": 1, "cell_0": 2, f"cell_{normal - 1}": normal + 1,
+                 "reduction_cell_0": normal + 2, f"cell_{normal}": normal + 3, f"cell_{normal + 1}": normal + 4,
+                 "reduction_cell_1": 2 * normal + 3, f"cell_{3 * normal - 1}": total - 1}
+    m.set_drop_path_progress(0.5)
+    for cell_name, c in numbering.items():
+        path = m.cells[cell_name].drop_path
+        assert path.cell_ratio == pytest.approx((c + 1) / total), cell_name
+        assert path.current_keep_prob == pytest.approx(1 - (c + 1) / total * 0.5 * 0.4), cell_name
+    assert len(m.cells) == total
+
+
+class _DropEverything(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+@torch.no_grad()
+def test_identity_ops_are_never_dropped():
+    """TF-slim applies drop path to every op but "none" (identity), even where identity projects with a 1x1."""
+    from nasnet_zoo.cell import Cell
+    genotype = CellGenotype(blocks=(
+        Block((0, 1), ("identity", "sep_conv_3x3")),
+        Block((1, 1), ("identity", "identity")),
+        Block((0, 1), ("sep_conv_3x3", "avg_pool_3x3")),
+    ), concat=(2, 3, 4))
+    cell = Cell(genotype, reduction=False, in_channels=8, prev_channels=8, prev_is_larger=False, filters=8).eval()
+    cell.drop_path = _DropEverything()
+    x, prev = torch.randn(2, 8, 6, 6), torch.randn(2, 8, 6, 6)
+    out = cell(x, prev)
+    block0, block1, block2 = out.split(8, dim=1)
+    assert torch.equal(block0, cell.pre0(x))  # its sep conv was dropped, its identity kept
+    assert torch.equal(block1, prev + prev)
+    assert torch.equal(block2, torch.zeros_like(block2))  # pools and convs are dropped
 
 
 def test_drop_path_drops_whole_examples_and_rescales():
