@@ -34,4 +34,9 @@ def test_draw_genotype_writes_a_png_of_both_cells(tmp_path):
     assert _texts(fig).count("C") == combiners.count("concat")
     data = (tmp_path / "cells.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
-    draw_genotype(NASNET_A, tmp_path / "nasnet_a.png")
+    fig = draw_genotype(NASNET_A, tmp_path / "nasnet_a.png")
+    assert len(fig.axes) == 2
+    for ax, cell in zip(fig.axes, (NASNET_A.normal, NASNET_A.reduction)):
+        drawn = sorted(t.get_text() for t in ax.texts if t.get_text() in _OP_LABELS.values())
+        assert drawn == sorted(_OP_LABELS[op] for block in cell.blocks for op in block.ops)
+    assert (tmp_path / "nasnet_a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
