@@ -1,12 +1,14 @@
 """One generic NASNet cell, built from a ``CellGenotype``: NASNet-A and every searched cell use this code."""
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import torch
 from torch import nn
 
-from .genotypes import CellGenotype
+from .genotypes import Block, CellGenotype
 from .layers.drop_path import ScheduledDropPath
-from .layers.ops import BNConfig, ConvBN, FactorizedReduce, build_op
+from .layers.ops import BNConfig, CellOp, ConvBN, FactorizedReduce, Identity, build_op
 
 
 class Cell(nn.Module):
@@ -30,7 +32,7 @@ class Cell(nn.Module):
         self.filters = filters
         self.pre0 = ConvBN(in_channels, filters, 1, relu_first=True, bn=bn)
         if prev_channels is None:
-            self.pre1: nn.Module = nn.Identity()
+            self.pre1: CellOp = Identity()
             state1_channels = in_channels
         elif prev_is_larger:
             self.pre1 = FactorizedReduce(prev_channels, filters, relu_first=True, bn=bn)
@@ -39,7 +41,7 @@ class Cell(nn.Module):
             self.pre1 = ConvBN(prev_channels, filters, 1, relu_first=True, bn=bn)
             state1_channels = filters
         else:
-            self.pre1 = nn.Identity()
+            self.pre1 = Identity()
             state1_channels = prev_channels
 
         channels = [filters, state1_channels]
@@ -75,6 +77,21 @@ class Cell(nn.Module):
                 left = self.drop_path(left)
             if droppable[1]:
                 right = self.drop_path(right)
-            states.append(left + right if block.combiner == "add" else torch.cat([left, right], dim=1))
-        outputs = [self.align[str(i)](states[i]) if str(i) in self.align else states[i] for i in self.genotype.concat]
-        return torch.cat(outputs, dim=1)
+            states.append(combine(block, left, right))
+        return cell_output(self.genotype, self.align, states)
+
+
+def combine(block: Block, left: torch.Tensor, right: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+    """A block's new state from its two op results: their sum, or their concatenation along channels.
+
+    ``in_place`` adds into ``left``, for callers that own it and record no gradient through it.
+    """
+    if block.combiner == "concat":
+        return torch.cat([left, right], dim=1)
+    return left.add_(right) if in_place else left + right
+
+
+def cell_output(genotype: CellGenotype, align: Mapping[str, nn.Module],
+                states: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """The cell output: the ``concat`` states, each aligned to the last state's shape where needed."""
+    return torch.cat([align[str(i)](states[i]) if str(i) in align else states[i] for i in genotype.concat], dim=1)

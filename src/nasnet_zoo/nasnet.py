@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -80,15 +80,58 @@ def reduction_cell_positions(num_cells: int, num_reduction_layers: int) -> list[
     return [int(k / (num_reduction_layers + 1) * num_cells) for k in range(1, num_reduction_layers + 1)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _CellPlan:
     name: str
     reduction: bool
-    x: int            # index into the outputs list of this cell's input h_i
-    prev: int | None  # index of h_{i-1}, None when there is none
+    x: int            # trunk output this cell reads as h_i
+    prev: int | None  # trunk output it reads as h_{i-1}; None when there is none
     filters: int
-    cell_index: int   # position for ScheduledDropPath's depth ratio
     endpoint: str     # TF end point name
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    """The whole network's wiring as data: ``plans[k - 1]`` makes trunk output k (output 0 is the stem)."""
+
+    plans: tuple[_CellPlan, ...]
+    channels: tuple[int, ...]  # per trunk output
+    strides: tuple[int, ...]
+
+    def seeds(self, start: int, stop: int) -> tuple[int, ...]:
+        """Outputs before ``start`` that the cells making outputs ``start .. stop - 1`` read."""
+        reads = {i for plan in self.plans[max(start, 1) - 1:stop - 1] for i in (plan.x, plan.prev) if i is not None}
+        return tuple(sorted(i for i in reads if i < start))
+
+
+def _plan_cells(config: NASNetConfig) -> list[_CellPlan]:
+    """Replay TF-slim's cell loop to decide each cell's inputs, filters and name."""
+    plans: list[_CellPlan] = []
+    outputs: list[int | None] = [None, 0]  # trunk outputs in TF's cell_outputs order; None: "no input"
+    rate = config.filter_scaling_rate
+
+    def add(name: str, reduction: bool, prev: int | None, scaling: float, endpoint: str) -> None:
+        plans.append(_CellPlan(name, reduction, outputs[-1], prev, int(config.num_conv_filters * scaling),  # type: ignore[arg-type]
+                               endpoint))
+        outputs.append(len(plans))
+
+    if config.stem == "imagenet":
+        scaling = 1.0 / rate ** 2
+        for i in range(2):
+            add(f"cell_stem_{i}", True, outputs[-2], scaling, "Stem" if i == 1 else f"cell_stem_{i}")
+            scaling *= rate
+    positions = reduction_cell_positions(config.num_cells, config.num_reduction_layers)
+    scaling = 1.0
+    for cell_num in range(config.num_cells):
+        prev = outputs[-2] if config.skip_reduction_layer_input else None
+        if cell_num in positions:
+            scaling *= rate
+            r = positions.index(cell_num)
+            add(f"reduction_cell_{r}", True, outputs[-2], scaling, f"Reduction_Cell_{r}")
+        if not config.skip_reduction_layer_input:
+            prev = outputs[-2]
+        add(f"cell_{cell_num}", False, prev, scaling, f"Cell_{cell_num}")
+    return plans
 
 
 class AuxHead(nn.Module):
@@ -113,98 +156,80 @@ class AuxHead(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-class NASNet(nn.Module):
-    """A NASNet classifier built from a genotype.
+Inputs = Union[torch.Tensor, Sequence[torch.Tensor]]
 
-    ``forward`` returns logits; in training mode with the auxiliary head it returns ``(logits, aux_logits)``.
+
+class NASNetTrunk(nn.Module):
+    """The stem and cells of a NASNet, or a contiguous range of them, and the one loop that runs them.
+
+    Trunk outputs are numbered in execution order: 0 is the stem, k the k-th cell (``output_info``). A trunk
+    holds the modules of outputs ``start .. stop - 1`` and nothing else. One that starts at the stem takes an
+    image; one that starts later takes the earlier outputs its cells read (``seeds``), in index order.
+    ``NASNet`` is the whole trunk plus a classifier; ``cell_range`` cuts ranges from any trunk, sharing modules.
     """
 
-    def __init__(self, genotype: Genotype, config: NASNetConfig = NASNetConfig()) -> None:
-        super().__init__()
-        config.validate()
-        self.genotype, self.config = genotype, config
-        self.pretrained_cfg: dict[str, Any] = {}
-        bn = BNConfig(config.bn_eps, config.bn_momentum)
-        self._plans = self._plan_cells(config)
-        total_cells = len(self._plans)
+    stem: nn.Module | None
+    cells: nn.ModuleDict
+    genotype: Genotype
+    config: NASNetConfig
+    pretrained_cfg: dict[str, Any]
+    start: int
+    stop: int
+    _wiring: _Wiring
 
-        stem_filters = config.stem_filters
-        stem_conv = nn.Conv2d(config.in_chans, stem_filters, 3, stride=2, padding=0, bias=False) \
-            if config.stem == "imagenet" else nn.Conv2d(config.in_chans, stem_filters, 3, padding=1, bias=False)
-        self.stem = nn.Sequential(OrderedDict(conv=stem_conv, bn=bn(stem_filters)))
+    # ---- description --------------------------------------------------------------------------------------
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """Trunk outputs before ``start`` that this trunk reads (empty when it starts at the stem)."""
+        return self._wiring.seeds(self.start, self.stop)
 
-        # Channels and stride of every entry of the outputs list (index 0 is "no input", 1 the stem).
-        channels: list[int | None] = [None, stem_filters]
-        strides: list[int | None] = [None, 2 if config.stem == "imagenet" else 1]
-        self.cells = nn.ModuleDict()
-        for plan in self._plans:
-            genotype_cell = genotype.reduction if plan.reduction else genotype.normal
-            prev_ch = channels[plan.prev] if plan.prev is not None else None
-            prev_larger = plan.prev is not None and strides[plan.prev] < strides[plan.x]  # type: ignore[operator]
-            cell = Cell(genotype_cell, reduction=plan.reduction, in_channels=channels[plan.x],  # type: ignore[arg-type]
-                        prev_channels=prev_ch, prev_is_larger=prev_larger, filters=plan.filters,
-                        padding=config.padding, bn=bn,
-                        drop_path=ScheduledDropPath(config.drop_path_keep_prob, (plan.cell_index + 1) / total_cells))
-            self.cells[plan.name] = cell
-            channels.append(cell.out_channels)
-            strides.append(strides[plan.x] * (2 if plan.reduction else 1))  # type: ignore[operator]
-        self._channels, self._strides = channels, strides
-        self.num_features = channels[-1]
+    def output_info(self, *, whole_network: bool = False) -> list[dict[str, Any]]:
+        """Index, name (``stem`` or the cell's), TF end point, channels, stride and kind of each output here
+        (``whole_network``: of every output of the network this trunk was cut from)."""
+        wiring = self._wiring
+        info = []
+        for index in range(0, len(wiring.channels)) if whole_network else range(self.start, self.stop):
+            plan = wiring.plans[index - 1] if index else None
+            info.append({"index": index, "name": plan.name if plan else "stem",
+                         "endpoint": plan.endpoint if plan else "conv0_bn", "channels": wiring.channels[index],
+                         "stride": wiring.strides[index], "reduction": plan.reduction if plan else False})
+        return info
 
-        self.aux_after = None
-        self.aux_head: AuxHead | None = None
-        if config.aux_head and config.num_classes > 0 and config.num_reduction_layers >= 2:
-            positions = reduction_cell_positions(config.num_cells, config.num_reduction_layers)
-            self.aux_after = f"cell_{positions[1] - 1}"
-            out_idx = 2 + [p.name for p in self._plans].index(self.aux_after)
-            side = -(-config.image_size // strides[out_idx])  # type: ignore[operator]
-            self.aux_head = AuxHead(channels[out_idx], config.num_classes, (side - 5) // 3 + 1, bn)  # type: ignore[arg-type]
-
-        self.dropout = nn.Dropout(1.0 - config.dense_dropout_keep_prob)
-        self.classifier = nn.Linear(self.num_features, config.num_classes) if config.num_classes > 0 else nn.Identity()
-
-    # ---- wiring -------------------------------------------------------------------------------------------
-    @staticmethod
-    def _plan_cells(config: NASNetConfig) -> list[_CellPlan]:
-        """Replay TF-slim's cell loop to decide each cell's inputs, filters and name."""
-        plans: list[_CellPlan] = []
-        outputs = [0, 1]  # indices into the outputs list; 0 stands for "none"
-        rate = config.filter_scaling_rate
-        count = 0
-
-        def add(name: str, reduction: bool, prev: int | None, scaling: float, endpoint: str) -> None:
-            nonlocal count
-            plans.append(_CellPlan(name, reduction, outputs[-1], prev if prev else None,
-                                   int(config.num_conv_filters * scaling), count, endpoint))
-            outputs.append(len(outputs))
-            count += 1
-
-        if config.stem == "imagenet":
-            scaling = 1.0 / rate ** 2
-            for i in range(2):
-                add(f"cell_stem_{i}", True, outputs[-2], scaling, "Stem" if i == 1 else f"cell_stem_{i}")
-                scaling *= rate
-        positions = reduction_cell_positions(config.num_cells, config.num_reduction_layers)
-        scaling = 1.0
-        for cell_num in range(config.num_cells):
-            prev = outputs[-2] if config.skip_reduction_layer_input else None
-            if cell_num in positions:
-                scaling *= rate
-                r = positions.index(cell_num)
-                add(f"reduction_cell_{r}", True, outputs[-2], scaling, f"Reduction_Cell_{r}")
-            if not config.skip_reduction_layer_input:
-                prev = outputs[-2]
-            add(f"cell_{cell_num}", False, prev, scaling, f"Cell_{cell_num}")
-        return plans
+    @property
+    def seed_channels(self) -> tuple[int, ...]:
+        """Channels of the ``seeds``, in their order."""
+        return tuple(self._wiring.channels[i] for i in self.seeds)
 
     @property
     def cell_names(self) -> list[str]:
-        return [p.name for p in self._plans]
+        return list(self.cells)
 
     def cell_info(self) -> list[dict[str, Any]]:
         """Output channels and stride of every cell, in execution order."""
-        return [{"name": p.name, "channels": self._channels[2 + i], "stride": self._strides[2 + i],
-                 "reduction": p.reduction} for i, p in enumerate(self._plans)]
+        return [{k: info[k] for k in ("name", "channels", "stride", "reduction")}
+                for info in self.output_info() if info["index"] > 0]
+
+    def feature_levels(self) -> list[dict[str, Any]]:
+        """The last output at each stride: channels, reduction (stride), module and output index, for backbones."""
+        levels = {}
+        for info in self.output_info():
+            module = "stem" if info["index"] == 0 else f"cells.{info['name']}"
+            levels[info["stride"]] = {"num_chs": info["channels"], "reduction": info["stride"], "module": module,
+                                      "index": info["index"]}
+        return [levels[s] for s in sorted(levels)]
+
+    def output_index(self, key: int | str) -> int:
+        """The trunk output number of an output name (``"stem"``, ``"cell_3"``) or number (negative: from ``stop``)."""
+        if isinstance(key, str):
+            names = ["stem"] + [plan.name for plan in self._wiring.plans]
+            index = names.index(key) if key in names else -1
+        else:
+            index = key + self.stop if key < 0 else key
+        if not self.start <= index < self.stop:
+            names = [info["name"] for info in self.output_info()]
+            raise ValueError(f"trunk output {key!r} is not computed here; this trunk makes outputs {self.start}.."
+                             f"{self.stop - 1}: {', '.join(names)}")
+        return index
 
     # ---- input checks --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
@@ -234,27 +259,126 @@ class NASNet(nn.Module):
             raise ValueError(f"expected {expected}, got an image of {x.shape[-2]}x{x.shape[-1]}: too small, every "
                              f"reduction must keep at least one pixel; resize to at least {side}x{side}")
 
-    # ---- forward -------------------------------------------------------------------------------------------
-    def _run_cells(self, x: torch.Tensor, until: str | None = None,
-                   collect: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor | None]:
-        outputs: list[torch.Tensor | None] = [None, self.stem(x)]
-        if collect is not None:
-            collect["conv0_bn"] = outputs[1]  # type: ignore[assignment]
-        for plan in self._plans:
-            cell = self.cells[plan.name]
-            outputs.append(cell(outputs[plan.x], outputs[plan.prev] if plan.prev is not None else None))
-            if collect is not None:
-                collect[plan.endpoint] = outputs[-1]  # type: ignore[assignment]
-            if plan.name == until:
-                break
-            if self.aux_head is not None and self.training and plan.name == self.aux_after:
-                self._aux_logits = self.aux_head(outputs[-1])
+    # ---- running -------------------------------------------------------------------------------------------
+    def _run(self, inputs: Inputs | dict[int, torch.Tensor], stop: int) -> dict[int, torch.Tensor]:
+        """The trunk loop: every output up to ``stop`` (exclusive), by index.
+
+        ``inputs``: the image or the seeds (see the class), or the outputs of an earlier call to go on from.
+        """
+        if isinstance(inputs, dict):
+            outputs = inputs
+        elif self.start == 0:
+            self.check_input(inputs)  # type: ignore[arg-type]
+            outputs = {0: self.stem(inputs)}  # type: ignore[misc]
+        else:
+            seeds = self.seeds
+            if isinstance(inputs, torch.Tensor) or len(inputs) != len(seeds):
+                raise ValueError(f"this trunk starts at output {self.start} and reads outputs {list(seeds)}: pass "
+                                 f"{len(seeds)} tensors in that order")
+            outputs = dict(zip(seeds, inputs))
+        for index in range(max(outputs) + 1, stop):
+            plan = self._wiring.plans[index - 1]
+            outputs[index] = self.cells[plan.name](outputs[plan.x], None if plan.prev is None else outputs[plan.prev])
         return outputs
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self._run_cells(x)[-1]  # type: ignore[return-value]
+    def forward_intermediates(self, x: Inputs, indices: int | Sequence[int | str] | None = None, *,
+                              stop_early: bool = False, intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Trunk outputs at ``indices`` (timm's ``forward_intermediates``).
 
+        ``indices``: output numbers or names (see the class), an int n for the last n outputs, or None for all.
+        Returns ``(last output, intermediates)``, or only the intermediates with ``intermediates_only``; with
+        either that or ``stop_early`` the cells after the deepest requested output are not run.
+        """
+        if indices is None:
+            indices = range(self.start, self.stop)
+        elif isinstance(indices, int):
+            indices = range(max(self.stop - indices, self.start), self.stop)
+        take = [self.output_index(i) for i in indices]
+        stop = max(take, default=self.start) + 1 if stop_early or intermediates_only else self.stop
+        outputs = self._run(x, stop)
+        intermediates = [outputs[i] for i in take]
+        return intermediates if intermediates_only else (outputs[self.stop - 1], intermediates)
+
+    def forward_features(self, x: Inputs) -> torch.Tensor:
+        """The last output of this trunk."""
+        return self._run(x, self.stop)[self.stop - 1]
+
+    def cell_range(self, start: int = 0, stop: int | None = None) -> "CellRange":
+        """Outputs ``start .. stop - 1`` of this trunk as a module that shares their modules and holds nothing
+        else (``output_index`` turns names into numbers)."""
+        return CellRange(self, start, stop)
+
+
+class CellRange(NASNetTrunk):
+    """Outputs ``start .. stop - 1`` of a trunk, sharing its modules: backbones and heads are built on this."""
+
+    def __init__(self, source: NASNetTrunk, start: int = 0, stop: int | None = None) -> None:
+        super().__init__()
+        stop = source.stop if stop is None else stop
+        if not source.start <= start < stop <= source.stop:
+            raise ValueError(f"outputs {start}..{stop - 1} are not all in the trunk given (outputs "
+                             f"{source.start}..{source.stop - 1})")
+        self.genotype, self.config, self.pretrained_cfg = source.genotype, source.config, source.pretrained_cfg
+        self._wiring, self.start, self.stop = source._wiring, start, stop
+        self.stem = source.stem if start == 0 else None
+        self.cells = nn.ModuleDict((plan.name, source.cells[plan.name])
+                                   for plan in self._wiring.plans[max(start, 1) - 1:stop - 1])
+
+    def forward(self, x: Inputs) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+class NASNet(NASNetTrunk):
+    """A NASNet classifier built from a genotype: the whole trunk and a head.
+
+    ``forward`` returns logits; in training mode with the auxiliary head it returns ``(logits, aux_logits)``.
+    """
+
+    def __init__(self, genotype: Genotype, config: NASNetConfig = NASNetConfig()) -> None:
+        super().__init__()
+        config.validate()
+        self.genotype, self.config = genotype, config
+        self.pretrained_cfg: dict[str, Any] = {}
+        bn = BNConfig(config.bn_eps, config.bn_momentum)
+        plans = _plan_cells(config)
+
+        stem_filters = config.stem_filters
+        stem_conv = nn.Conv2d(config.in_chans, stem_filters, 3, stride=2, padding=0, bias=False) \
+            if config.stem == "imagenet" else nn.Conv2d(config.in_chans, stem_filters, 3, padding=1, bias=False)
+        self.stem = nn.Sequential(OrderedDict(conv=stem_conv, bn=bn(stem_filters)))
+
+        # Channels and stride of every trunk output (0 is the stem).
+        channels, strides = [stem_filters], [2 if config.stem == "imagenet" else 1]
+        self.cells = nn.ModuleDict()
+        for position, plan in enumerate(plans):
+            genotype_cell = genotype.reduction if plan.reduction else genotype.normal
+            prev_ch = channels[plan.prev] if plan.prev is not None else None
+            prev_larger = plan.prev is not None and strides[plan.prev] < strides[plan.x]
+            cell = Cell(genotype_cell, reduction=plan.reduction, in_channels=channels[plan.x],
+                        prev_channels=prev_ch, prev_is_larger=prev_larger, filters=plan.filters,
+                        padding=config.padding, bn=bn,
+                        drop_path=ScheduledDropPath(config.drop_path_keep_prob, (position + 1) / len(plans)))
+            self.cells[plan.name] = cell
+            channels.append(cell.out_channels)
+            strides.append(strides[plan.x] * (2 if plan.reduction else 1))
+        self._wiring = _Wiring(tuple(plans), tuple(channels), tuple(strides))
+        self.start, self.stop = 0, len(channels)
+        self.num_features = channels[-1]
+
+        self.aux_after = None
+        self.aux_head: AuxHead | None = None
+        if config.aux_head and config.num_classes > 0 and config.num_reduction_layers >= 2:
+            positions = reduction_cell_positions(config.num_cells, config.num_reduction_layers)
+            self.aux_after = f"cell_{positions[1] - 1}"
+            self._aux_index = self.output_index(self.aux_after)
+            side = -(-config.image_size // strides[self._aux_index])
+            self.aux_head = AuxHead(channels[self._aux_index], config.num_classes, (side - 5) // 3 + 1, bn)
+
+        self.dropout = nn.Dropout(1.0 - config.dense_dropout_keep_prob)
+        self.classifier = nn.Linear(self.num_features, config.num_classes) if config.num_classes > 0 else nn.Identity()
+
+    # ---- forward -------------------------------------------------------------------------------------------
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.relu(features).mean((2, 3))
         if pre_logits:
@@ -262,20 +386,18 @@ class NASNet(nn.Module):
         return self.classifier(self.dropout(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        self._aux_logits = None
-        logits = self.forward_head(self.forward_features(x))
-        if self._aux_logits is not None:
-            aux, self._aux_logits = self._aux_logits, None
-            return logits, aux
-        return logits
+        if self.aux_head is None or not self.training:
+            return self.forward_head(self.forward_features(x))
+        outputs = self._run(x, self._aux_index + 1)
+        aux = self.aux_head(outputs[self._aux_index])
+        return self.forward_head(self._run(outputs, self.stop)[self.stop - 1]), aux
 
     def end_points(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every TF-slim end point (``conv0_bn``, ``cell_stem_0``, ``Stem``, ``Cell_k``, ``Reduction_Cell_k``,
         ``global_pool``, ``Logits``), for cell-by-cell comparison with TensorFlow."""
-        self.check_input(x)
-        points: dict[str, torch.Tensor] = {}
-        features = self._run_cells(x, collect=points)[-1]
-        points["global_pool"] = self.forward_head(features, pre_logits=True)  # type: ignore[arg-type]
+        outputs = self.forward_intermediates(x, intermediates_only=True)
+        points = {info["endpoint"]: y for info, y in zip(self.output_info(), outputs)}
+        points["global_pool"] = self.forward_head(outputs[-1], pre_logits=True)
         if self.config.num_classes > 0:
             points["Logits"] = self.classifier(points["global_pool"])
         return points
@@ -288,15 +410,6 @@ class NASNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         self.config = replace(self.config, num_classes=num_classes)
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    # ---- features for detection ----------------------------------------------------------------------------
-    def feature_levels(self) -> list[dict[str, Any]]:
-        """The last output at each stride: (channels, reduction, module) for backbones."""
-        levels = {self._strides[1]: {"num_chs": self._channels[1], "reduction": self._strides[1], "module": "stem"}}
-        for info in self.cell_info():
-            levels[info["stride"]] = {"num_chs": info["channels"], "reduction": info["stride"],
-                                      "module": f"cells.{info['name']}"}
-        return [levels[s] for s in sorted(levels)]
 
     def config_dict(self) -> dict[str, Any]:
         return {"genotype": self.genotype.to_dict(), **asdict(self.config)}

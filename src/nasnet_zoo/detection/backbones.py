@@ -1,7 +1,9 @@
-"""NASNet backbones for torchvision's Faster R-CNN: the FPN design and the paper's two-stage split.
+"""NASNet backbones for torchvision's Faster R-CNN: the FPN design and the paper's C4 split.
 
-Each backbone describes its outputs with ``output_shape()`` (name -> channels, stride) so that wrappers for
-other frameworks (detectron2) can reuse these modules unchanged.
+Each NASNet part is a range of the classifier's trunk (``NASNetTrunk.cell_range``): it holds the stem and cells
+it runs and nothing else, and runs them with the trunk's own loop. Each backbone describes its outputs with
+``output_shape()`` (name -> channels, stride) so that wrappers for other frameworks (detectron2) can reuse
+these modules unchanged.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from nasnet_zoo.features import NASNetFeatures
-from nasnet_zoo.nasnet import NASNet
+from nasnet_zoo.nasnet import CellRange, NASNetTrunk
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class ShapeSpec:
 class NASNetFPNBackbone(nn.Module):
     """NASNet maps at strides 4/8/16/32 -> FPN (+ a max-pooled P6): design (a)."""
 
-    def __init__(self, model: NASNet, out_channels: int = 256, out_indices: Sequence[int] = (1, 2, 3, 4),
+    def __init__(self, model: NASNetTrunk, out_channels: int = 256, out_indices: Sequence[int] = (1, 2, 3, 4),
                  norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         self.body = NASNetFeatures(model, out_indices)
@@ -52,71 +54,50 @@ class NASNetFPNBackbone(nn.Module):
         return self.fpn(OrderedDict(zip(self._names, self.body(x))))
 
 
-def _split_index(model: NASNet) -> int:
-    """Index (in cell order) of the last reduction cell: the second stage starts there."""
-    names = model.cell_names
-    reductions = [i for i, info in enumerate(model.cell_info()) if info["reduction"]]
-    if len(reductions) < 3 or not names[reductions[-1]].startswith("reduction_cell"):
+def c4_split(model: NASNetTrunk) -> int:
+    """Trunk output number of the last reduction cell: the paper's second stage starts there."""
+    info = [i for i in model.output_info(whole_network=True) if i["reduction"]]
+    if len(info) < 3 or not info[-1]["name"].startswith("reduction_cell"):
         raise ValueError("the paper's Faster R-CNN split needs an ImageNet-stem NASNet with two reduction cells")
-    return reductions[-1]
+    return info[-1]["index"]
 
 
-class NASNetRPNBackbone(nn.Module):
+class NASNetRPNBackbone(CellRange):
     """Stem and cells up to stride 16; returns the concatenation of the last two stride-16 cell outputs.
 
     This is the RPN input of the paper's design (TF Object Detection API ``faster_rcnn_nas``); the same crops
     feed :class:`NASNetBoxHead`, which splits them back into the two cell outputs.
     """
 
-    def __init__(self, model: NASNet) -> None:
-        super().__init__()
-        split = _split_index(model)
-        plans = model._plans
-        self._plans = plans[:split]
-        self.stem = model.stem
-        self.cells = nn.ModuleDict((p.name, model.cells[p.name]) for p in self._plans)
-        info = model.cell_info()
-        self.stride = info[split - 1]["stride"]
-        self.split_channels = (info[split - 2]["channels"], info[split - 1]["channels"])
+    def __init__(self, model: NASNetTrunk) -> None:
+        super().__init__(model, 0, c4_split(model))
+        last_two = self.output_info()[-2:]
+        self.stride = last_two[-1]["stride"]
+        self.split_channels = tuple(i["channels"] for i in last_two)
         self.out_channels = sum(self.split_channels)
-        self._check_input = model.check_input
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         return {"0": ShapeSpec(self.out_channels, self.stride)}
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        self._check_input(x)
-        outputs: list[torch.Tensor | None] = [None, self.stem(x)]
-        for plan in self._plans:
-            outputs.append(self.cells[plan.name](outputs[plan.x], outputs[plan.prev] if plan.prev is not None else None))
-        return OrderedDict([("0", torch.cat([outputs[-2], outputs[-1]], dim=1))])  # type: ignore[list-item]
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":  # type: ignore[override]
+        last_two = self.forward_intermediates(x, 2, intermediates_only=True)
+        return OrderedDict([("0", torch.cat(last_two, dim=1))])  # type: ignore[arg-type]
 
 
-class NASNetBoxHead(nn.Module):
+class NASNetBoxHead(CellRange):
     """The last reduction cell and the last stack, run on every RoI crop: the paper's second stage."""
 
-    def __init__(self, model: NASNet) -> None:
-        super().__init__()
-        split = _split_index(model)
-        plans = model._plans
-        self._plans = plans[split:]
-        self._offset = split + 2  # outputs-list index of the first cell of this head
-        seeds = {i for p in self._plans for i in (p.x, p.prev) if i is not None and i < self._offset}
-        if not seeds <= {self._offset - 2, self._offset - 1}:
+    def __init__(self, model: NASNetTrunk) -> None:
+        split = c4_split(model)
+        super().__init__(model, split)
+        if self.seeds != (split - 2, split - 1):
             raise ValueError("the second stage reads cells other than the last two stride-16 cells; "
                              "this genotype/config cannot be split as in the paper")
-        self.cells = nn.ModuleDict((p.name, model.cells[p.name]) for p in self._plans)
-        info = model.cell_info()
-        self.split_channels = (info[split - 2]["channels"], info[split - 1]["channels"])
-        self.out_channels = info[-1]["channels"]
+        self.split_channels = self.seed_channels
+        self.out_channels = self.output_info()[-1]["channels"]
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        prev, x = torch.split(crops, list(self.split_channels), dim=1)
-        outputs: dict[int, torch.Tensor] = {self._offset - 2: prev, self._offset - 1: x}
-        for i, plan in enumerate(self._plans):
-            outputs[self._offset + i] = self.cells[plan.name](
-                outputs[plan.x], outputs[plan.prev] if plan.prev is not None else None)
-        last = outputs[self._offset + len(self._plans) - 1]
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        last = self.forward_features(torch.split(crops, list(self.split_channels), dim=1))
         return torch.relu(last).mean((2, 3))
 
 

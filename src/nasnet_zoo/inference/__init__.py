@@ -1,6 +1,7 @@
 """Inference mode for NASNet models: same outputs, less work per image.
 
-``optimize_for_inference`` returns an eval-only copy of a ``NASNet`` or ``NASNetFeatures`` in which
+``optimize_for_inference`` returns an eval-only copy of a ``NASNet`` or any range of its trunk
+(``NASNetFeatures``, the detection backbones and box head: every ``NASNetTrunk``) in which
 
 * every BatchNorm is folded into the convolution before it (for ``FactorizedReduce`` each half of the BN
   goes into its own path), so BN costs nothing;
@@ -15,11 +16,13 @@
   padding divide by a cached map of real-cell counts instead of recomputing it per call.
 
 The original model is left untouched; the copy has the same public interface (``forward``, ``end_points``,
-``feature_info``) because only the stem and the cells are swapped for fused equivalents.
+``feature_info``) because only the stem and the cells are swapped for fused equivalents. Each op brings its
+own fused form (``CellOp.fuse`` in ``nasnet_zoo.layers.ops``, built from the kernels in
+``nasnet_zoo.layers.fused``); this package schedules them (``FusedCell``) and swaps them in (``fuse_trunk``).
 """
+from ..layers.fused import SepConvGroup, fold_bn
+from ..layers.packed_conv import PackedConv2d
 from .fused_cell import FusedCell
-from .fused_ops import SepConvGroup, fold_bn
-from .optimize import optimize_for_inference
-from .packed_conv import PackedConv2d
+from .optimize import fuse_trunk, optimize_for_inference
 
-__all__ = ["FusedCell", "PackedConv2d", "SepConvGroup", "fold_bn", "optimize_for_inference"]
+__all__ = ["FusedCell", "PackedConv2d", "SepConvGroup", "fold_bn", "fuse_trunk", "optimize_for_inference"]

@@ -1,4 +1,9 @@
-"""The eval-only twin of a ``Cell``: BN folded, ReLUs shared, parallel separable convs run as grouped convs."""
+"""The eval-only twin of a ``Cell``: BN folded, ReLUs shared, parallel separable convs run as grouped convs.
+
+Only the scheduling lives here (stages of independent blocks, ops grouped by ``CellOp.group_key``, each
+state's ReLU computed once); every op brings its own inference form (``CellOp.fuse``), and the blocks combine
+and the cell output concatenates with the eager cell's own ``combine`` and ``cell_output``.
+"""
 from __future__ import annotations
 
 import threading
@@ -10,18 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cell import Cell
-from ..layers.ops import PoolOp, SepConvStack
-from .fused_ops import SepConvGroup, fuse_op
+from ..cell import Cell, cell_output, combine
+from ..layers.ops import CellOp
 
 __all__ = ["FusedCell", "ReluMemo"]
 
 
 @dataclass(frozen=True)
 class _Stage:
-    """Blocks whose inputs are all computed before the stage starts, and their grouped separable convs.
+    """Blocks whose inputs are all computed before the stage starts, and their grouped ops.
 
-    ``groups`` holds, per SepConvGroup of the stage, its index and the (op key, input state) of its members.
+    ``groups`` holds, per op group of the stage, its index and the (op key, input state) of its members.
     """
     blocks: tuple[int, ...]
     groups: tuple[tuple[int, tuple[tuple[str, int], ...]], ...]
@@ -36,15 +40,6 @@ def _block_stages(cell: Cell) -> list[tuple[int, ...]]:
     for index, level in enumerate(depth[2:]):
         stages.setdefault(level, []).append(index)
     return [tuple(stages[level]) for level in sorted(stages)]
-
-
-def _parameter_free_signature(op: nn.Module, state: int) -> tuple | None:
-    """What a weightless op computes from which state, so identical ones (NASNet-A's two 3x3 max pools of
-    h_i in the Reduction cell, its two 3x3 average pools of h_{i-1} in the Normal cell) run once."""
-    if isinstance(op, PoolOp) and op.proj is None:
-        pool = op.pool
-        return ("pool", pool.kind, pool.kernel_size, pool.stride, pool.mode, state)
-    return None
 
 
 class ReluMemo:
@@ -117,34 +112,31 @@ class FusedCell(nn.Module):
         self._relu = relu_memo or ReluMemo()
         self.genotype = cell.genotype
         self.out_channels = cell.out_channels
-        self.pre0_relu, self.pre0 = fuse_op(cell.pre0)
-        self.pre1_relu, self.pre1 = fuse_op(cell.pre1)
+        self.pre0_relu, self.pre0 = cell.pre0.fuse()
+        self.pre1_relu, self.pre1 = cell.pre1.fuse()
         self.ops = nn.ModuleDict()
         self.groups = nn.ModuleList()
         self._reads_relu: dict[str, bool] = {}
         self._same_as: dict[str, str] = {}  # op key -> key of an identical op on the same input, computed once
-        signatures: dict[tuple, str] = {}
+        computed: dict[tuple, str] = {}
         stages = []
         for blocks in _block_stages(cell):
-            by_shape: dict[tuple[int, int, int], list[tuple[str, int, SepConvStack]]] = {}
+            by_group: dict[tuple, list[tuple[str, int, CellOp]]] = {}
             for b in blocks:
                 for side, (name, op) in enumerate(cell.blocks[b].items()):
                     key, state = f"{b}_{name}", self.genotype.blocks[b].inputs[side]
-                    if isinstance(op, SepConvStack):
-                        first = op.layers[0].depthwise
-                        # Strided groups read the larger maps, where zero-embedding a smaller kernel in a larger
-                        # one costs more than the calls it saves: merge kernel sizes at stride 1 only.
-                        shape = (first.stride[0], first.in_channels, first.kernel_size[0] if first.stride[0] > 1 else 0)
-                        by_shape.setdefault(shape, []).append((key, state, op))
-                    elif (signature := _parameter_free_signature(op, state)) in signatures:
-                        self._same_as[key] = signatures[signature]
+                    result = op.result_key()
+                    if (group := op.group_key()) is not None:
+                        by_group.setdefault((type(op), group), []).append((key, state, op))
+                    elif result is not None and (result, state) in computed:
+                        self._same_as[key] = computed[result, state]
                     else:
-                        if signature is not None:
-                            signatures[signature] = key
-                        self._reads_relu[key], self.ops[key] = fuse_op(op)
+                        if result is not None:
+                            computed[result, state] = key
+                        self._reads_relu[key], self.ops[key] = op.fuse()
             groups = []
-            for members in by_shape.values():
-                self.groups.append(SepConvGroup([op for *_, op in members]))
+            for (kind, _), members in by_group.items():
+                self.groups.append(kind.fuse_group([op for *_, op in members]))
                 groups.append((len(self.groups) - 1, tuple((key, state) for key, state, _ in members)))
             stages.append(_Stage(blocks, tuple(groups)))
         self._stages = stages
@@ -162,8 +154,8 @@ class FusedCell(nn.Module):
         self.align = nn.ModuleDict({key: self._fuse_align(op) for key, op in cell.align.items()})
 
     @staticmethod
-    def _fuse_align(op: nn.Module) -> nn.Module:
-        reads_relu, body = fuse_op(op)
+    def _fuse_align(op: CellOp) -> nn.Module:
+        reads_relu, body = op.fuse()
         assert not reads_relu, "cell-output alignment never starts with a ReLU"
         return body
 
@@ -195,10 +187,6 @@ class FusedCell(nn.Module):
                     if key not in results:
                         results[key] = self.ops[key](read(state, self._reads_relu[key]))
                 left, right = (results[key] for key in self._operands[b])
-                if block.combiner == "concat":
-                    states[2 + b] = torch.cat([left, right], dim=1)
-                else:
-                    in_place = self._add_in_place[b] and not (left.requires_grad and torch.is_grad_enabled())
-                    states[2 + b] = left.add_(right) if in_place else left + right
-        concat = [self.align[str(i)](states[i]) if str(i) in self.align else states[i] for i in self.genotype.concat]
-        return torch.cat(concat, dim=1)
+                in_place = self._add_in_place[b] and not (left.requires_grad and torch.is_grad_enabled())
+                states[2 + b] = combine(block, left, right, in_place=in_place)
+        return cell_output(self.genotype, self.align, states)

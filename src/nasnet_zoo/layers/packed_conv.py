@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.padding import Conv2dSame, same_pads_2d
+from .padding import Conv2dSame, same_padding_for, static_same_padding, to_pair
 
 __all__ = ["PackedConv2d"]
 
@@ -36,10 +36,6 @@ def _onednn_op_available() -> bool:
 _ONEDNN = _onednn_op_available()
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 class PackedConv2d(nn.Module):
     """Eval-only 2-D convolution with TF "SAME" (``padding="same"``) or fixed padding and an optional ReLU.
 
@@ -56,12 +52,12 @@ class PackedConv2d(nn.Module):
         self.weight = nn.Parameter(weight.detach(), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
         self.kernel_size = (int(weight.shape[-2]), int(weight.shape[-1]))
-        self.stride, self.dilation, self.groups, self.relu = _pair(stride), _pair(dilation), groups, relu
+        self.stride, self.dilation, self.groups, self.relu = to_pair(stride), to_pair(dilation), groups, relu
         self.same = padding == "same"
-        if self.same and self.stride == (1, 1) and all((k - 1) * d % 2 == 0 for k, d in zip(self.kernel_size,
-                                                                                             self.dilation)):
-            self.same, padding = False, tuple((k - 1) * d // 2 for k, d in zip(self.kernel_size, self.dilation))
-        self.padding = (0, 0) if self.same else _pair(padding)  # type: ignore[arg-type]
+        static = static_same_padding(self.kernel_size, self.stride, self.dilation) if self.same else None
+        if static is not None:
+            self.same, padding = False, static
+        self.padding = (0, 0) if self.same else to_pair(padding)  # type: ignore[arg-type]
         self._packed: tuple[tuple[int, int], torch.Tensor] | None = None
 
     @classmethod
@@ -108,11 +104,9 @@ class PackedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = self.padding
         if self.same:
-            left, right, top, bottom = same_pads_2d(x, self.kernel_size, self.stride, self.dilation)
-            if left == right and top == bottom:
-                padding = (top, left)
-            else:
-                x = F.pad(x, (left, right, top, bottom))
+            padding, pads = same_padding_for(x, self.kernel_size, self.stride, self.dilation)
+            if pads is not None:
+                x = F.pad(x, pads)
         if self._use_onednn(x):
             return torch.ops.mkldnn._convolution_pointwise(
                 x, self._packed_weight(x, padding), self.bias, list(padding), list(self.stride), list(self.dilation),

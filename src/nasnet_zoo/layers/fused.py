@@ -1,17 +1,21 @@
-"""BN-free inference twins of the cell ops: BatchNorm folded into the conv before it, convs packed for oneDNN."""
+"""BN-free inference kernels for the cell ops: BatchNorm folded into the conv before it, convs packed for oneDNN.
+
+Each op in ``nasnet_zoo.layers.ops`` builds its own inference form from these pieces (``CellOp.fuse``);
+nothing here knows the op classes.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.ops import ConvBN, ConvOp, FactorizedReduce, IdentityOp, PoolOp, SepConv, SepConvStack
-from ..layers.padding import Conv2dSame, Pool2dSame, same_pads_2d
 from .packed_conv import PackedConv2d
+from .padding import Conv2dSame, Pool2dSame, real_cell_counts, same_padding_for
 
-__all__ = ["SepConvGroup", "fold_bn", "fuse_conv_bn", "fuse_op"]
+__all__ = ["CachedAvgPool", "FusedFactorizedReduce", "SepConvGroup", "fold_bn", "fuse_conv_bn", "fused_pool",
+           "fused_sep_conv_stack"]
 
 # Above this many input values a SepConvGroup runs its convs one by one: copying the inputs into one stack
 # then costs more than the saved calls (measured on NASNet-A Mobile at batch 8 and Large at batch 1).
@@ -44,13 +48,14 @@ class FusedFactorizedReduce(nn.Module):
     data; the shifted path pads only its subsampled input instead of copying the full-size map.
     """
 
-    def __init__(self, op: FactorizedReduce) -> None:
+    def __init__(self, path1: nn.Conv2d, path2: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+        """Folds ``bn`` into the two paths in place: pass modules you no longer need."""
         super().__init__()
-        half = op.path1.out_channels
-        fold_bn(op.path1, op.bn, slice(0, half))
-        fold_bn(op.path2, op.bn, slice(half, None))
-        op.path1.stride = op.path2.stride = (1, 1)
-        self.path1, self.path2 = PackedConv2d.from_conv(op.path1), PackedConv2d.from_conv(op.path2)
+        half = path1.out_channels
+        fold_bn(path1, bn, slice(0, half))
+        fold_bn(path2, bn, slice(half, None))
+        path1.stride = path2.stride = (1, 1)
+        self.path1, self.path2 = PackedConv2d.from_conv(path1), PackedConv2d.from_conv(path2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -73,46 +78,28 @@ class CachedAvgPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size, self.stride
-        left, right, top, bottom = same_pads_2d(x, (k, k), (s, s))
-        if top == bottom and left == right:
-            return F.avg_pool2d(x, k, s, (top, left), count_include_pad=False)
-        pads = (left, right, top, bottom)
+        padding, pads = same_padding_for(x, (k, k), (s, s))
+        if pads is None:
+            return F.avg_pool2d(x, k, s, padding, count_include_pad=False)
         # A map made in inference mode cannot enter an autograd graph: one per mode.
         key = (int(x.shape[-2]), int(x.shape[-1]), x.device, x.dtype, torch.is_inference_mode_enabled())
         inverse = self._inverse_counts.get(key)
         if inverse is None:
-            ones = F.pad(torch.ones((1, 1) + key[:2], device=x.device, dtype=x.dtype), pads)
             # k*k / real cells; plain avg_pool2d (not divisor_override, which ONNX exporters mistranslate).
-            inverse = 1.0 / F.avg_pool2d(ones, k, s)
+            inverse = 1.0 / real_cell_counts(x, k, s, pads)
             self._inverse_counts[key] = inverse
         return F.avg_pool2d(F.pad(x, pads), k, s) * inverse
 
 
-def _fused_pool(pool: Pool2dSame) -> nn.Module:
-    # timm mode counts padding on purpose and max pools need no divisor: keep those as they are.
+def fused_pool(pool: Pool2dSame) -> nn.Module:
+    """The inference form of a SAME pool: cached divisors for TF average pools; timm mode counts padding on
+    purpose and max pools need no divisor, so those stay as they are."""
     return CachedAvgPool(pool) if pool.kind == "avg" and pool.mode == "tf" else pool
 
 
-def fuse_op(op: nn.Module) -> tuple[bool, nn.Module]:
-    """Split one cell op into (reads the ReLU of its input?, BN-free body that follows that ReLU).
-
-    Separable convs are not single ops here: ``FusedCell`` runs them in ``SepConvGroup``s.
-    """
-    if isinstance(op, nn.Identity):
-        return False, op
-    if isinstance(op, ConvBN):
-        return op.relu_first, fuse_conv_bn(op.conv, op.bn)
-    if isinstance(op, FactorizedReduce):
-        return op.relu_first, FusedFactorizedReduce(op)
-    if isinstance(op, ConvOp):
-        *first, last = op.convs
-        return True, nn.Sequential(*(PackedConv2d.from_conv(c) for c in first), fuse_conv_bn(last, op.bn))
-    if isinstance(op, PoolOp):
-        pool = _fused_pool(op.pool)
-        return False, pool if op.proj is None else nn.Sequential(pool, fuse_conv_bn(op.proj.conv, op.proj.bn))
-    if isinstance(op, IdentityOp):
-        return (False, nn.Identity()) if op.proj is None else (True, fuse_conv_bn(op.proj.conv, op.proj.bn))
-    raise TypeError(f"optimize_for_inference does not know the op {type(op).__name__}; add a rule for it")
+def fused_sep_conv_stack(stack: nn.Module) -> nn.Module:
+    """One ``SepConvStack`` on its own (BN folded, middle ReLU fused), reading the ReLU of its input."""
+    return SepConvGroup([stack]).separate[0]
 
 
 def _merged_depthwise(convs: list[Conv2dSame]) -> PackedConv2d:
@@ -134,7 +121,7 @@ def _merged_depthwise(convs: list[Conv2dSame]) -> PackedConv2d:
     return PackedConv2d(weight, None, stride=convs[0].stride, padding="same", groups=weight.shape[0])
 
 
-def _merged_pointwise(layers: list[SepConv], *, relu: bool) -> PackedConv2d:
+def _merged_pointwise(layers: list[nn.Module], *, relu: bool) -> PackedConv2d:
     """The pointwise convs (BN folded) as one grouped 1x1 conv: group i reads and writes layer i's channels."""
     for layer in layers:
         fold_bn(layer.pointwise, layer.bn)
@@ -154,7 +141,8 @@ class SepConvGroup(nn.Module):
     weights that are views of the merged ones.
     """
 
-    def __init__(self, stacks: list[SepConvStack], stack_limit: int = STACK_LIMIT) -> None:
+    def __init__(self, stacks: Sequence[nn.Module], stack_limit: int = STACK_LIMIT) -> None:
+        """``stacks``: ``SepConvStack`` modules, whose BNs are folded in place (pass copies you no longer need)."""
         super().__init__()
         if len({(s.layers[0].depthwise.in_channels, s.layers[0].pointwise.out_channels) for s in stacks}) != 1:
             raise ValueError("a SepConvGroup needs separable convs with equal input and output channels")
