@@ -85,6 +85,12 @@ def test_convert_api_errors() -> None:
     assert guess_source({"module.cells.cell_0.pre0.conv.weight": torch.zeros(1)}) == "ours"
     with pytest.raises(ValueError, match="pass source= explicitly"):
         guess_source({"fc.weight": torch.zeros(1)})
+    with pytest.raises(KeyError, match="fc.weight.*expects the state dict of Cadene pretrainedmodels"):
+        convert_state_dict({"fc.weight": torch.zeros(1)}, source="cadene")  # a foreign (ResNet-like) state dict
+    with pytest.raises(ValueError, match="empty state dict; expected TF-slim NASNet-A variables"):
+        convert_state_dict({}, source="tf")
+    with pytest.raises(ValueError, match="already in nasnet_zoo's layout"):
+        convert_state_dict({"cells.cell_0.pre0.conv.weight": torch.zeros(1)}, source="timm")
 
 
 def test_cadene_mobile_cell_renumbering() -> None:

@@ -1,4 +1,5 @@
-"""tools/convert_weights.py on TF-slim's own variables (the oracle's .npz): our file reproduces TF's logits."""
+"""tools/convert_weights.py on TF-slim's own variables (the oracle's .npz) and on the TF-written checkpoint archive
+(no TensorFlow): our file reproduces TF's logits."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import nasnet_zoo
-from nasnet_zoo import hub
+from nasnet_zoo.utils.io import sha256_file
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "convert_weights.py"
 
@@ -43,7 +44,7 @@ def test_npz_to_safetensors_drop_background_and_load_by_name(tool, tf_case, tmp_
     assert rc == 0
     entry = json.loads(out)
     assert entry["name"] == "nasnet_a_mobile.tfslim_random" and entry["num_classes"] == 1000
-    assert entry["sha256"] == hub.sha256_file(out_file) and entry["source"] == "ours"
+    assert entry["sha256"] == sha256_file(out_file) and entry["source"] == "ours"
     # The printed entry is a working manifest entry: load by name, through the cache (a file:// download).
     (tmp_path / "manifest.json").write_text(json.dumps({"weights": [entry]}))
     monkeypatch.setenv("NASNET_ZOO_MANIFEST", str(tmp_path / "manifest.json"))
@@ -73,11 +74,32 @@ def test_clear_errors(tool, tf_case, tmp_path, capsys) -> None:
     assert not (tmp_path / "x.safetensors").exists()
     rc, _, err = run(tool, capsys, tmp_path / "missing.tar.gz", "--output", tmp_path / "y.safetensors")
     assert rc == 2 and "does not exist" in err
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        prefix = tmp_path / "ckpt" / "model.ckpt"
-        prefix.parent.mkdir()
-        Path(f"{prefix}.index").write_bytes(b"")
-        rc, _, err = run(tool, capsys, prefix, "--output", tmp_path / "z.safetensors")
-        assert rc == 2 and "needs TensorFlow" in err
+    prefix = tmp_path / "ckpt" / "model.ckpt"
+    prefix.parent.mkdir()
+    Path(f"{prefix}.index").write_bytes(b"")
+    rc, _, err = run(tool, capsys, prefix, "--output", tmp_path / "z.safetensors")
+    assert rc == 2 and f"{prefix} is not a readable TF checkpoint" in err and "too short" in err
+
+
+@pytest.mark.parametrize("form", ["archive", "prefix"])
+def test_tf_checkpoint_without_tensorflow(tool, tf_fixtures, tmp_path, capsys, form) -> None:
+    """The TF-written archive, or its extracted prefix: converted with the pure reader, the entry's sha256 computed."""
+    archive = tf_fixtures / "nasnet-a_mobile_tf_random_ckpt.tar.gz"
+    if form == "prefix":
+        import tarfile
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp_path / "ckpt", filter="data")
+        given = tmp_path / "ckpt" / "model.ckpt"
+    else:
+        given = archive
+    out_file = tmp_path / "mobile.safetensors"
+    rc, out, _ = run(tool, capsys, given, "--drop-background", "--tag", "tf_in1k", "--output", out_file)
+    assert rc == 0
+    entry = json.loads(out)
+    assert entry["name"] == "nasnet_a_mobile.tf_in1k" and entry["sha256"] == sha256_file(out_file)
+    assert entry["num_classes"] == 1000 and entry["urls"] == [out_file.resolve().as_uri()]
+    with np.load(tf_fixtures / "nasnet_a_mobile_tf_random.npz") as data:
+        x, expected = torch.from_numpy(data["input"].transpose(0, 3, 1, 2).copy()), data["logits"][:, 1:]
+    model = nasnet_zoo.create_model("nasnet_a_mobile", pretrained=str(out_file)).eval()
+    with torch.no_grad():
+        assert np.abs(model(x).numpy() - expected).max() < 1e-5

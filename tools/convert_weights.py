@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """Convert a foreign NASNet-A checkpoint into nasnet_zoo's safetensors and print its manifest entry.
 
-    python tools/convert_weights.py nasnet-a_mobile_04_10_2017.tar.gz --source tf --arch nasnet_a_mobile \\
-        --drop-background --output nasnet_a_mobile.tfslim_in1k.safetensors
-    python tools/convert_weights.py vars.npz --source tf --output mobile.safetensors     # no TensorFlow needed
+    python tools/convert_weights.py nasnet-a_mobile_04_10_2017.tar.gz --arch nasnet_a_mobile \\
+        --drop-background --tag tf_in1k --output nasnet_a_mobile.tf_in1k.safetensors
+    python tools/convert_weights.py extracted/model.ckpt --output mobile.safetensors     # a checkpoint prefix
+    python tools/convert_weights.py vars.npz --source tf --output mobile.safetensors
     python tools/convert_weights.py nasnetalarge-dc4a7b8b.pth --source timm --output large.timm.safetensors
 
-Inputs: TF-slim variables as ``.npz`` (keys with or without ``var/``), a TF checkpoint (prefix, folder or the
-published ``.tar.gz``; needs TensorFlow, extra ``tf``), or a Cadene / timm ``.pth``. The weights are checked
-against the architecture before anything is written; the output is written atomically. Put the printed entry
+Inputs: a TF checkpoint (the published ``.tar.gz``, a prefix such as ``model.ckpt``, or a folder holding one;
+read without TensorFlow, an archive unpacked into a temporary folder), TF-slim variables as ``.npz`` (keys with
+or without ``var/``), or a Cadene / timm ``.pth``. The weights are checked against the architecture before
+anything is written; the output is written atomically. The printed entry carries the output's sha256: put it
 in a JSON manifest named by ``NASNET_ZOO_MANIFEST`` to load the file by name.
 """
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pathlib import Path
 
 import nasnet_zoo
 from nasnet_zoo import hub
+from nasnet_zoo.utils.io import sha256_file
 from nasnet_zoo.convert import SOURCES, convert_state_dict
 from nasnet_zoo.convert.files import read_weights_file, save_safetensors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("input", type=Path, help=".npz of TF variables, TF checkpoint / .tar.gz archive, or .pth")
+    parser.add_argument("input", type=Path, help="TF checkpoint (.tar.gz archive, prefix or folder), .npz of TF variables, or .pth")
     parser.add_argument("--source", choices=SOURCES, help="layout of the input (guessed when omitted)")
     parser.add_argument("--arch", help="architecture, e.g. nasnet_a_mobile (guessed from the weights when omitted)")
     background = parser.add_mutually_exclusive_group()
@@ -57,22 +60,14 @@ def convert(args: argparse.Namespace) -> dict:
     num_classes = 1000 if args.drop_background else classes
     padding = "timm" if source == "timm" else "tf"
     model = nasnet_zoo.create_model(arch, num_classes=num_classes, padding=padding)
-    hub.check_fits(model, state, origin=str(args.input), model_name=arch)
-    state = hub.fit_heads(state, model, origin=str(args.input))
-    model.load_state_dict(state, strict=False)  # proves every tensor has the model's shape
-    save_safetensors(state, args.output, {"architecture": arch, "num_classes": str(num_classes), "source": source,
-                                          "converted_from": args.input.name})
-    cfg = model.pretrained_cfg
-    return {
-        "name": f"{arch}.{args.tag}", "architecture": arch, "default": False,
-        "url": args.url or args.output.resolve().as_uri(), "sha256": hub.sha256_file(args.output),
-        "source": "ours", "file_format": "safetensors", "num_classes": num_classes, "dataset": args.dataset,
-        "metrics": {}, "license": args.license,
-        "input": {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k]
-                  for k in ("input_size", "mean", "std", "crop_pct", "interpolation")},
-        "padding": padding,
-        "notes": f"converted from {args.input.name} (source {source}) by tools/convert_weights.py",
-    }
+    fitted = hub.load_fitted(model, state, origin=str(args.input), model_name=arch)
+    save_safetensors(fitted, args.output, {"architecture": arch, "num_classes": str(num_classes), "source": source,
+                                           "converted_from": args.input.name})
+    return hub.manifest_entry(
+        architecture=arch, tag=args.tag, urls=[args.url or args.output.resolve().as_uri()],
+        sha256=sha256_file(args.output), source="ours", file_format="safetensors", num_classes=num_classes,
+        dataset=args.dataset, metrics={}, license=args.license, input_cfg=model.pretrained_cfg, padding=padding,
+        notes=f"converted from {args.input.name} (source {source}) by tools/convert_weights.py")
 
 
 def main(argv: list[str] | None = None) -> int:

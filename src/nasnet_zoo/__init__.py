@@ -11,7 +11,8 @@ from .genotypes import NASNET_A, OPS, Block, CellGenotype, Genotype, GenotypeErr
 from .inference import optimize_for_inference
 from .layers.drop_path import ScheduledDropPath, set_drop_path_progress
 from .nasnet import NASNet, NASNetConfig, build_nasnet
-from .registry import create_model, is_model, list_models, register_model
+from .factory import create_model, list_models
+from .registry import is_model, register_model
 
 __all__ = [
     "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",

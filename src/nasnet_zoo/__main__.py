@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from . import hub
 from .profile import PAPER_COSTS, model_cost
-from .registry import create_model, list_models
+from .factory import create_model, list_models
 
 
 def _human(value: float) -> str:

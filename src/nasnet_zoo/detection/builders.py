@@ -17,7 +17,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.nasnet import NASNet, build_nasnet
-from nasnet_zoo.registry import create_model
+from nasnet_zoo.factory import create_model
 
 from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
 from .freeze import set_trainable_stages

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nasnet_zoo.hub import cache_dir as nasnet_cache_dir
-from nasnet_zoo.registry import create_model
+from nasnet_zoo.factory import create_model
 from nasnet_zoo.utils.io import atomic_torch_save
 
 from .demo_data import DigitsSpec, load_digit_images, render_digit

@@ -1,6 +1,6 @@
 """Final weights as safetensors plus a manifest entry, so a trained model loads by path or by name.
 
-``OUTPUT/manifest.json`` follows ``pretrained/manifest.json`` (``{"format_version": 1, "weights": [entry]}``),
+``OUTPUT/manifest.json`` follows ``pretrained/manifest.json`` (``{"format_version": 2, "weights": [entry]}``),
 so ``NASNET_ZOO_MANIFEST=OUTPUT/manifest.json`` adds the run to the zoo; its ``build`` section records how to
 rebuild the network (registry name or genotype, plus every ``NASNetConfig`` field) for ``load_trained``.
 """
@@ -16,8 +16,9 @@ from safetensors.torch import save_file
 
 from ..convert.files import read_weights_file
 from ..genotypes import Genotype
+from ..hub.manifest import FORMAT_VERSION, manifest_entry
 from ..nasnet import NASNet, NASNetConfig
-from ..registry import create_model
+from ..factory import create_model
 from ..utils.io import atomic_path, atomic_write_json, sha256_file
 from .checkpoint import architecture, check_architecture, load_state_strict
 
@@ -43,24 +44,14 @@ def export_run(model: NASNet, output_dir: str | Path, *, registry_name: str | No
     weights = output_dir / WEIGHTS_NAME
     save_weights(model, weights, registry_name=registry_name)
     arch = registry_name or SEARCHED_ARCHITECTURE
-    entry = {
-        "name": f"{arch}.{run_name}",
-        "architecture": arch,
-        "default": False,
-        "url": weights.as_uri(),
-        "sha256": sha256_file(weights),
-        "source": "ours",
-        "file_format": "safetensors",
-        "num_classes": model.config.num_classes,
-        "dataset": dataset,
-        "metrics": {**metrics, "measured_by": f"tools/train_cls.py evaluation on the {dataset} {eval_split} split"},
-        "license": "trained locally; inherits the data set's terms",
-        "input": input_cfg,
-        "padding": model.config.padding,
-        "notes": f"trained by tools/train_cls.py into {output_dir}",
-    }
+    entry = manifest_entry(
+        architecture=arch, tag=run_name, urls=[weights.as_uri()], sha256=sha256_file(weights), source="ours",
+        file_format="safetensors", num_classes=model.config.num_classes, dataset=dataset,
+        metrics={**metrics, "measured_by": f"tools/train_cls.py evaluation on the {dataset} {eval_split} split"},
+        license="trained locally; inherits the data set's terms", input_cfg=input_cfg, padding=model.config.padding,
+        notes=f"trained by tools/train_cls.py into {output_dir}")
     build = {"model": registry_name, "genotype": model.genotype.to_dict(), "config": asdict(model.config)}
-    atomic_write_json(output_dir / MANIFEST_NAME, {"format_version": 1, "weights": [entry], "build": build})
+    atomic_write_json(output_dir / MANIFEST_NAME, {"format_version": FORMAT_VERSION, "weights": [entry], "build": build})
     return weights
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nasnet import NASNet, build_nasnet
-from ..registry import create_model
+from ..factory import create_model
 from .config import ModelSettings
 from .genotype_source import genotype_at_rank
 

@@ -1,0 +1,133 @@
+"""Fit a converted state dict to a model: heads adapted, one error format for what does not fit, and a guess
+of which registered architecture foreign weights belong to.
+
+``load_fitted`` is the one entry point: ``pretrained=``, :func:`nasnet_zoo.hub.load_state_dict` and
+``tools/convert_weights.py`` all go through it, so a foreign file and a foreign in-memory state dict are
+handled alike (background class dropped for 1000 classes, a missing auxiliary head tolerated).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..genotypes import NASNET_A
+from ..models.nasnet_a import CONFIGS
+from ..nasnet import NASNet, NASNetConfig
+
+log = logging.getLogger(__name__)
+
+HEAD_PREFIXES = ("aux_head.", "classifier.")
+_HEAD_KEYS = ("classifier.weight", "classifier.bias")
+_AUX_FC_KEYS = ("aux_head.fc.weight", "aux_head.fc.bias")
+
+
+def load_fitted(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str,
+                model_name: str) -> dict[str, torch.Tensor]:
+    """Check that ``state`` (our layout) fits ``model``, adapt its heads, load it; return what was loaded."""
+    check_fits(model, state, origin=origin, model_name=model_name)
+    fitted = fit_heads(state, model, origin=origin)
+    model.load_state_dict(fitted, strict=False)
+    return fitted
+
+
+def fit_heads(state: Mapping[str, torch.Tensor], model: nn.Module, *, origin: str) -> dict[str, torch.Tensor]:
+    """Adapt the checkpoint's heads to the model.
+
+    A 1001-class TF head loses class 0 (the background) for a 1000-class model; any other class-count mismatch
+    drops the classifier with a warning (it stays randomly initialised, ready for fine-tuning), as timm does.
+    An auxiliary head sized for another input size, or absent from the model, is dropped (it only matters in
+    training).
+    """
+    state = dict(state)
+    own = model.state_dict()
+    if "classifier.weight" in state:
+        have, want = state["classifier.weight"].shape[0], int(model.config.num_classes)
+        if have == 1001 and want == 1000:
+            for key in _HEAD_KEYS + _AUX_FC_KEYS:
+                if key in state and state[key].shape[0] == 1001:
+                    state[key] = state[key][1:].clone()
+        elif have != want:
+            for key in _HEAD_KEYS + _AUX_FC_KEYS:
+                state.pop(key, None)
+            if want > 0:
+                warnings.warn(f"{origin} has a {have}-class classifier and the model {want} classes: the classifier "
+                              "is left randomly initialised (train it before use)", stacklevel=4)
+    stale_aux = [k for k, v in state.items() if k.startswith("aux_head.") and (k not in own or own[k].shape != v.shape)]
+    if stale_aux:
+        log.info("%s: auxiliary head of another shape not loaded (%s)", origin, stale_aux[:2])
+    return {k: v for k, v in state.items() if k not in stale_aux}
+
+
+def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str, model_name: str) -> None:
+    """Explain what does not fit; an absent auxiliary head or a classifier of another size is fine."""
+    own = model.state_dict()
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in state.items() if k in own and own[k].shape != v.shape and not k.startswith(HEAD_PREFIXES)]
+    unexpected = [k for k in state if k not in own and not k.startswith(HEAD_PREFIXES)]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
+               and not k.startswith(HEAD_PREFIXES)]
+    if mismatched or unexpected or missing:
+        raise ValueError(f"{origin} does not fit {model_name}{_identify(state, model_name)}: {len(mismatched)} shape "
+                         f"mismatches {mismatched[:3]}, {len(missing)} missing {missing[:3]}, {len(unexpected)} "
+                         f"unexpected {unexpected[:3]}")
+    if any(k.startswith("aux_head.") for k in own) and not any(k.startswith("aux_head.") for k in state):
+        log.info("%s carries no auxiliary head; it keeps its random init (it only matters in training)", origin)
+
+
+# ---- which architecture is this? -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _trunk_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a registered config's trunk (no heads), built on the meta device: no memory, no init."""
+    with torch.device("meta"):
+        model = NASNet(NASNET_A, NASNetConfig(**{**CONFIGS[name]["arch"], "aux_head": False, "num_classes": 0}))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def _layout(state: Mapping[str, torch.Tensor]) -> tuple[str, int, int] | None:
+    """(stem kind, stem width, normal cells) of a state dict in our layout, or None if it has no stem."""
+    stem = state.get("stem.conv.weight")
+    if stem is None:
+        return None
+    kind = "imagenet" if any(k.startswith("cells.cell_stem_") for k in state) else "cifar"
+    normal = {k.split(".")[1] for k in state if k.startswith("cells.cell_") and not k.startswith("cells.cell_stem")}
+    return kind, int(stem.shape[0]), len(normal)
+
+
+def _config_layout(name: str) -> tuple[str, int, int]:
+    config = NASNetConfig(**CONFIGS[name]["arch"])
+    return config.stem, config.stem_filters, config.num_cells
+
+
+def guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The registered NASNet-A model whose trunk a state dict (our layout) fits exactly, or None."""
+    layout = _layout(state)
+    shapes = {k: tuple(v.shape) for k, v in state.items()
+              if not k.startswith(HEAD_PREFIXES) and not k.endswith("num_batches_tracked")}
+    for name in CONFIGS:
+        if _config_layout(name) == layout and _trunk_shapes(name) == shapes:
+            return name
+    return None
+
+
+def _identify(state: Mapping[str, torch.Tensor], model_name: str) -> str:
+    """The hint of a does-not-fit message: which weights these are, or that it cannot tell."""
+    guess = guess_architecture(state)
+    if guess:
+        return f"; it looks like {guess} weights" if guess != model_name else ""
+    layout = _layout(state)
+    if layout is None:
+        return "; it has no stem (stem.conv.weight), so it is not a whole NASNet: cannot tell what it is"
+    kind, width, cells = layout
+    what = f"{'CIFAR' if kind == 'cifar' else 'ImageNet'} stem, {width} stem channels, {cells} normal cells"
+    same_layout = [name for name in CONFIGS if _config_layout(name) == layout]
+    if same_layout:
+        return (f"; its layout ({what}) is {same_layout[0]}'s but its cells are not NASNet-A's: weights of a searched "
+                "genotype? Build the network from the genotype it was trained with (nasnet_zoo.NASNet(genotype, "
+                "config), or nasnet_zoo.training.export.load_trained(run_dir) for a tools/train_cls.py run)")
+    return (f"; its layout ({what}) matches no registered NASNet-A configuration, so it cannot tell which network "
+            "it is (a searched genotype or a custom config?)")
