@@ -32,9 +32,10 @@ FLAG_KEYS = {
     "top_k": "top_k", "child_epochs": "child.epochs", "child_train_size": "child.train_size",
     "child_val_size": "child.val_size", "child_filters": "child.filters", "child_cells": "child.cells",
     "child_image_size": "child.image_size", "child_time_limit": "child.time_limit_s",
+    "dataset": "dataset", "latency_target_ms": "latency.target_ms",
 }
 #: Settings a resumed search may not change: they define what the journal and the checkpoint mean.
-FIXED_ON_RESUME = ("strategy", "reward", "seed", "controller")
+FIXED_ON_RESUME = ("strategy", "reward", "seed", "controller", "dataset", "latency")
 #: --retrain-* flag -> retrain_top budget keyword.
 RETRAIN_BUDGET = {"retrain_epochs": "epochs", "retrain_max_steps": "max_steps", "retrain_batch_size": "batch_size",
                   "retrain_filters": "filters", "retrain_cells": "cells_per_stack", "retrain_device": "device"}
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--reward", help=f"one of {', '.join(REWARDS)}")
     p.add_argument("--data-dir", help="CIFAR-10 python version (cifar-10-batches-py) for the proxy reward")
+    p.add_argument("--dataset", help="cifar10 (default) or folder (ImageFolder layout: train/<class>/*.jpg and "
+                   "val/<class>/*.jpg; rewards are held out of train/)")
+    p.add_argument("--latency-target-ms", type=float, help="MnasNet soft constraint: reward = accuracy x "
+                   "(latency / T)^latency.weight (-0.07); latency.* sets the timed network and device")
     p.add_argument("--children", type=int, help="children to evaluate in total (20,000 in the paper)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backend", help=f"one of {', '.join(BACKENDS)} (inline: in this process, for the oracle)")
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
-    print(write_report(cfg.output_dir, cfg.top_k, args.plot_root))
+    print(write_report(cfg.output_dir, cfg.top_k, args.plot_root, latency=cfg.latency))
     if args.retrain_top:
         retrain(args, cfg)
     return 0

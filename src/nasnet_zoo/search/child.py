@@ -1,7 +1,9 @@
-"""Training one child network on the proxy task: a small CIFAR-10 NASNet, reward = validation accuracy.
+"""Training one child network on the proxy task: a small CIFAR-10 (or image-folder) NASNet, reward = validation
+accuracy.
 
 The validation images are held out of the *training* batches (the paper holds out 5,000), and the same split
-is used for every child so that rewards are comparable. A loss that goes NaN or a run past its time limit ends
+is used for every child so that rewards are comparable. For an image folder they are held out of ``train/``
+too, so that ``val/`` stays unseen for the final retraining, as CIFAR-10's test batch does. A loss that goes NaN or a run past its time limit ends
 the child with reward 0 and the reason, so one bad architecture never stops a search.
 """
 from __future__ import annotations
@@ -15,10 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.cifar import load_cifar10, train_val_split
+from ..data.cifar import CIFAR10_CLASSES, check_cifar_dir, load_cifar10, train_val_split
+from ..data.folder import list_classes, load_folder_images
 from ..genotypes import Genotype
 from ..nasnet import build_nasnet
 from .rewards import ChildResult
+
+SEARCH_DATASETS = ("cifar10", "folder")
 
 
 @dataclass
@@ -50,18 +55,44 @@ class ChildConfig:
             raise ValueError(f"child.time_limit_s must be > 0, got {self.time_limit_s}")
 
 
+def check_search_data(dataset: str, data_dir: str | Path) -> Path:
+    """The data folder of a search, checked before any work: CIFAR-10's python layout or an image folder."""
+    if dataset not in SEARCH_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(SEARCH_DATASETS)}")
+    if not data_dir:
+        where = "PATH/cifar-10-batches-py (the official python version)" if dataset == "cifar10" else \
+            "PATH with train/<class>/*.jpg and val/<class>/*.jpg"
+        raise ValueError(f"the search trains children on {dataset}: give --data-dir {where}")
+    if dataset == "cifar10":
+        return check_cifar_dir(data_dir)
+    list_classes(data_dir)
+    return Path(data_dir)
+
+
 @dataclass
 class ProxyData:
-    """The proxy task's images as normalized float tensors in [-1, 1], resized to the child's image size."""
+    """The search's images as normalized float tensors in [-1, 1], resized to the child's image size."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     @classmethod
-    def load(cls, data_dir: str | Path, config: ChildConfig) -> "ProxyData":
-        images, labels = load_cifar10(data_dir, "train")
+    def load(cls, data_dir: str | Path, config: ChildConfig, dataset: str = "cifar10") -> "ProxyData":
+        """The training split of ``dataset`` (``"cifar10"`` or ``"folder"``) with ``config.val_size`` held out."""
+        check_search_data(dataset, data_dir)
+        if dataset == "cifar10":
+            images, labels, classes = *load_cifar10(data_dir, "train"), CIFAR10_CLASSES
+        else:
+            classes = tuple(list_classes(data_dir))
+            x, y = load_folder_images(data_dir, "train", list(classes), config.image_size)
+            images, labels = x.numpy(), y.numpy()
         if config.val_size >= len(labels):
             raise ValueError(f"child.val_size={config.val_size} leaves no training images out of {len(labels)}")
         train_idx, val_idx = train_val_split(labels, config.val_size, seed=config.split_seed)
@@ -75,12 +106,12 @@ class ProxyData:
             return x, torch.from_numpy(labels[idx])
 
         (tx, ty), (vx, vy) = prepare(train_idx), prepare(val_idx)
-        return cls(tx, ty, vx, vy)
+        return cls(tx, ty, vx, vy, classes)
 
 
-def build_child(genotype: Genotype, config: ChildConfig) -> torch.nn.Module:
+def build_child(genotype: Genotype, config: ChildConfig, num_classes: int = 10) -> torch.nn.Module:
     return build_nasnet(genotype, cells_per_stack=config.cells, num_conv_filters=config.filters, stem="cifar",
-                        num_classes=10, image_size=config.image_size, aux_head=False)
+                        num_classes=num_classes, image_size=config.image_size, aux_head=False)
 
 
 def train_child(genotype: Genotype, data: ProxyData, config: ChildConfig, *, device: str | torch.device = "cpu",
@@ -89,7 +120,7 @@ def train_child(genotype: Genotype, data: ProxyData, config: ChildConfig, *, dev
     start = time.perf_counter()
     device = torch.device(device)
     torch.manual_seed(seed)
-    model = build_child(genotype, config).to(device)
+    model = build_child(genotype, config, data.num_classes).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -145,16 +176,17 @@ def evaluate_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
 class ProxyReward:
     """Picklable child evaluator for workers: loads the data once per process, then trains children."""
 
-    def __init__(self, data_dir: str | Path, config: ChildConfig) -> None:
+    def __init__(self, data_dir: str | Path, config: ChildConfig, dataset: str = "cifar10") -> None:
         config.validate()
         self.data_dir = str(data_dir)
         self.config = config
+        self.dataset = dataset
         self._data: ProxyData | None = None
 
     def __getstate__(self) -> dict:
-        return {"data_dir": self.data_dir, "config": self.config, "_data": None}
+        return {"data_dir": self.data_dir, "config": self.config, "dataset": self.dataset, "_data": None}
 
     def __call__(self, genotype: Genotype, seed: int = 0, device: str = "cpu") -> ChildResult:
         if self._data is None:
-            self._data = ProxyData.load(self.data_dir, self.config)
+            self._data = ProxyData.load(self.data_dir, self.config, self.dataset)
         return train_child(genotype, self._data, self.config, device=device, seed=seed)

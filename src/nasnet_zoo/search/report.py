@@ -11,9 +11,13 @@ from ..genotypes import NASNET_A, Genotype
 from ..utils.io import atomic_path, atomic_write_json, read_jsonl
 from ..visualize import draw_genotype
 from .journal import JOURNAL_NAME
+from .latency import LatencyConfig
 
 TOP_NAME = "top_genotypes.json"
 PLOT_NAME = "rewards.png"
+PARETO_NAME = "pareto.png"
+#: What a latency-aware search journals besides the reward; kept in top_genotypes.json too.
+LATENCY_FIELDS = ("accuracy", "latency_ms")
 
 
 def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -29,7 +33,7 @@ def write_top_genotypes(output_dir: str | Path, records: list[dict[str, Any]], k
     for rank, record in enumerate(top_children(records, k), start=1):
         genotype = Genotype.from_dict({**record["genotype"], "name": f"search-rank{rank}-child{record['index']}"})
         top.append({"rank": rank, "index": record["index"], "reward": record["reward"],
-                    "genotype": genotype.to_dict()})
+                    **{k: record[k] for k in LATENCY_FIELDS if k in record}, "genotype": genotype.to_dict()})
     atomic_write_json(Path(output_dir) / TOP_NAME, top)
     return top
 
@@ -78,6 +82,51 @@ def plot_rewards(root: str | Path, path: str | Path, window: int | None = None) 
     return Path(path)
 
 
+def timed_children(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Distinct successful children with a measured latency (duplicates would only overplot their first)."""
+    return [r for r in records if r["status"] == "ok" and r.get("latency_ms") is not None]
+
+
+def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point dominates (as fast or faster and as accurate or more, one strictly),
+    ordered by latency."""
+    order = np.lexsort((-accuracy, latency))  # by latency, the most accurate first among equal latencies
+    front, best = [], -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            front.append(i)
+            best = accuracy[i]
+    return np.array(front, dtype=int)
+
+
+def plot_pareto(records: list[dict[str, Any]], path: str | Path, latency: LatencyConfig | None = None) -> Path:
+    """Accuracy against measured latency for every timed child, the Pareto front drawn and labelled by child."""
+    timed = timed_children(records)
+    lat = np.array([r["latency_ms"] for r in timed], dtype=float)
+    acc = np.array([r["accuracy"] for r in timed], dtype=float)
+    front = pareto_front(lat, acc)
+    fig = Figure(figsize=(7, 4.8))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(lat, acc, s=14, color="0.6", label=f"children ({len(timed)})")
+    if len(front):
+        ax.step(lat[front], acc[front], where="post", color="tab:red", linewidth=1.2)
+        ax.scatter(lat[front], acc[front], s=30, color="tab:red", zorder=3, label=f"Pareto front ({len(front)})")
+        for i in front:
+            ax.annotate(str(timed[i]["index"]), (lat[i], acc[i]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    if latency is not None and latency.target_ms is not None:
+        ax.axvline(latency.target_ms, color="tab:blue", linestyle="--", linewidth=1.0,
+                   label=f"target {latency.target_ms:g} ms")
+    ax.set_xlabel("latency (ms)" + (f": {latency.conditions()}" if latency is not None else ""), fontsize=8)
+    ax.set_ylabel("accuracy (the reward before the latency term)")
+    ax.set_title("Accuracy against latency (numbers: child index)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
 def summarize(records: list[dict[str, Any]], top: list[dict[str, Any]]) -> str:
     rewards = np.array([r["reward"] for r in records], dtype=float)
     statuses: dict[str, int] = {}
@@ -89,18 +138,34 @@ def summarize(records: list[dict[str, Any]], top: list[dict[str, Any]]) -> str:
              f"reward: best {rewards.max():.4f}, mean {rewards.mean():.4f}, mean of last {len(tail)} {tail.mean():.4f}",
              f"child time: {trained:.1f} s in total, {trained / max(1, len(records)):.2f} s per child",
              "top genotypes:"]
-    lines += [f"  #{t['rank']}: child {t['index']}, reward {t['reward']:.4f}" for t in top[:5]]
+    lines += [f"  #{t['rank']}: child {t['index']}, reward {t['reward']:.4f}"
+              + (f" (accuracy {t['accuracy']:.4f}, {t['latency_ms']:.2f} ms)" if "latency_ms" in t else "")
+              for t in top[:5]]
+    timed = timed_children(records)
+    if timed:
+        lat = np.array([r["latency_ms"] for r in timed], dtype=float)
+        acc = np.array([r["accuracy"] for r in timed], dtype=float)
+        front = pareto_front(lat, acc)
+        lines.append(f"latency: {lat.min():.2f}-{lat.max():.2f} ms over {len(timed)} children; Pareto front "
+                     f"(child: accuracy @ ms): " + ", ".join(f"{timed[i]['index']}: {acc[i]:.4f} @ {lat[i]:.2f}"
+                                                            for i in front))
     return "\n".join(lines)
 
 
-def write_report(output_dir: str | Path, top_k: int = 10, plot_root: str | Path | None = None) -> str:
-    """All outputs of a finished (or stopped) search; returns the printed summary."""
+def write_report(output_dir: str | Path, top_k: int = 10, plot_root: str | Path | None = None,
+                 latency: LatencyConfig | None = None) -> str:
+    """All outputs of a finished (or stopped) search; returns the printed summary.
+
+    ``latency`` (the search's ``latency`` settings) labels the Pareto plot, drawn when children carry latencies.
+    """
     out = Path(output_dir)
     records = read_jsonl(out / JOURNAL_NAME)
     if not records:
         raise ValueError(f"{out / JOURNAL_NAME} holds no children yet; nothing to report")
     top = write_top_genotypes(out, records, top_k)
     plot_rewards(plot_root or out, out / PLOT_NAME)
+    if timed_children(records):
+        plot_pareto(records, out / PARETO_NAME, latency)
     for entry in top[:3]:
         draw_genotype(Genotype.from_dict(entry["genotype"]), out / "cells" / f"rank{entry['rank']}.png")
     draw_genotype(NASNET_A, out / "cells" / "nasnet_a.png")

@@ -16,12 +16,12 @@ import torch
 from tqdm import tqdm
 
 from ..config import dump_config
-from ..data.cifar import check_cifar_dir
 from ..utils.metrics import MetricsLogger
 from .backends import (BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task,
                        check_ray_address, gpu_devices)
-from .child import ChildConfig, ProxyReward
+from .child import ChildConfig, ProxyReward, check_search_data
 from .journal import JOURNAL_NAME, Journal, genotype_key
+from .latency import LatencyConfig, LatencyObjective
 from .ppo import PPOConfig, PPOStrategy
 from .random_search import RandomStrategy
 from .rewards import ChildResult, OracleReward
@@ -48,6 +48,7 @@ class SearchConfig:
     strategy: str = "ppo"
     reward: str = "proxy"
     data_dir: str = ""
+    dataset: str = "cifar10"     # "cifar10" (python pickle layout) or "folder" (train/<class>/*.jpg, val/<class>/)
     children: int = 20000
     seed: int = 0
     backend: str = "local"
@@ -59,6 +60,7 @@ class SearchConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     child: ChildConfig = field(default_factory=ChildConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
 
 class SearchConfigError(ValueError):
@@ -82,13 +84,11 @@ def validate_config(cfg: SearchConfig) -> None:
         SearchSpace(cfg.controller.num_blocks)
         cfg.ppo.validate()
         cfg.child.validate()
+        cfg.latency.validate()
+        if cfg.reward == "proxy":
+            check_search_data(cfg.dataset, cfg.data_dir)
     except ValueError as err:
         raise SearchConfigError(str(err)) from None
-    if cfg.reward == "proxy":
-        if not cfg.data_dir:
-            raise SearchConfigError("the proxy reward trains children on CIFAR-10: give --data-dir "
-                                    "PATH/cifar-10-batches-py (the official python version)")
-        check_cifar_dir(cfg.data_dir)
     if cfg.backend == "ray":
         try:
             import ray  # noqa: F401
@@ -108,7 +108,7 @@ def build_strategy(cfg: SearchConfig) -> SearchStrategy:
 def build_evaluator(cfg: SearchConfig) -> Evaluator:
     if cfg.reward == "oracle":
         return OracleReward(SearchSpace(cfg.controller.num_blocks), cfg.seed)
-    return ProxyReward(check_cifar_dir(cfg.data_dir), cfg.child)
+    return ProxyReward(check_search_data(cfg.dataset, cfg.data_dir), cfg.child, cfg.dataset)
 
 
 def build_backend(cfg: SearchConfig, evaluator: Evaluator) -> Backend:
@@ -146,6 +146,8 @@ class SearchRun:
         if self.resumes:  # a fresh sampling stream, so the children lost in flight are not simply re-drawn
             self.strategy.reseed(cfg.seed + 7919 * self.resumes)
         self._replay_from = state["observed"] if state else 0
+        # latencies already journaled are reused, so a resumed search measures only new genotypes
+        self.latency = LatencyObjective(cfg.latency, self.journal.records) if cfg.latency.enabled else None
         self.metrics = MetricsLogger(self.out, step_key="child")
         dump_config(cfg, self.out / CONFIG_NAME)
 
@@ -158,7 +160,11 @@ class SearchRun:
         self.controller_seconds += time.perf_counter() - start
 
     def _finish(self, proposal: Proposal, key: str, result: ChildResult, *, worker: str, attempts: int,
-                duplicate_of: int | None = None) -> dict[str, Any]:
+                duplicate_of: int | None = None, scored: dict[str, Any] | None = None) -> dict[str, Any]:
+        if scored is None and self.latency is not None and result.status == "ok":
+            tic = time.perf_counter()
+            scored = self.latency.score(proposal.genotype, result.reward)  # accuracy, latency_ms, reward
+            self.latency_seconds += time.perf_counter() - tic
         record = {
             "genotype": proposal.genotype.to_dict(), "reward": result.reward, "status": result.status,
             "reason": result.reason, "seconds": round(result.seconds, 4), "strategy": self.cfg.strategy,
@@ -167,6 +173,8 @@ class SearchRun:
         }
         if duplicate_of is not None:
             record["duplicate_of"] = duplicate_of
+        if scored:
+            record |= scored
         record = self.journal.append(record, key)
         self._observe(record)
         self.best = max(self.best, record["reward"])
@@ -178,7 +186,8 @@ class SearchRun:
 
     def _reuse(self, proposal: Proposal, key: str, earlier: dict[str, Any]) -> None:
         result = ChildResult(earlier["reward"], "duplicate", f"same genotype as child {earlier['index']}", 0.0)
-        self._finish(proposal, key, result, worker="cache", attempts=0, duplicate_of=earlier["index"])
+        scored = {k: earlier[k] for k in ("accuracy", "latency_ms") if k in earlier}
+        self._finish(proposal, key, result, worker="cache", attempts=0, duplicate_of=earlier["index"], scored=scored)
 
     def run(self) -> dict[str, Any]:
         """Search until the journal holds ``children`` children; returns timing and the best reward.
@@ -197,6 +206,7 @@ class SearchRun:
         cfg = self.cfg
         start = time.perf_counter()
         self.controller_seconds = 0.0
+        self.latency_seconds = 0.0
         for record in self.journal.records[self._replay_from:]:  # finished after the last checkpoint
             self._observe(record)
         self.best = max((r["reward"] for r in self.journal.records), default=0.0)
@@ -239,6 +249,8 @@ class SearchRun:
         summary = {"children": len(self.journal), "wall_seconds": wall, "controller_seconds": self.controller_seconds,
                    "controller_overhead_pct": 100.0 * self.controller_seconds / wall if wall else 0.0,
                    "best_reward": self.best}
+        if self.latency is not None:
+            summary |= {"latency_seconds": self.latency_seconds, "latencies_measured": self.latency.measured}
         self.metrics.log(child=len(self.journal), **{f"summary/{k}": v for k, v in summary.items()})
         self.metrics.close()
         return summary
