@@ -1,4 +1,7 @@
-"""Command line: ``python -m nasnet_zoo list`` and ``python -m nasnet_zoo info NAME``.
+"""Command line: ``nasnet-zoo COMMAND`` (or ``python -m nasnet_zoo COMMAND``).
+
+``list`` and ``info NAME`` describe the zoo; the other commands are the programs of ``nasnet_zoo.cli``
+(``export-onnx``, ...), which ``tools/*.py`` run in a checkout.
 
 ``info`` shows what a model is before anyone downloads or trains it: its config, parameters and mult-adds
 (beside the paper's figures where there are some), the feature levels a detector can use, and the
@@ -7,6 +10,7 @@ pretrained weights the manifest knows for it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from dataclasses import asdict
@@ -77,9 +81,20 @@ def print_info(info: dict[str, Any]) -> None:
               f"{f', top-1 {top1}' if top1 is not None else ''}, from {w['source']} ({w['url']})")
 
 
+#: Commands that are whole programs with their own options: ``nasnet-zoo NAME ARGS`` runs ``MODULE.main(ARGS)``.
+PROGRAMS = {
+    "export-onnx": ("nasnet_zoo.cli.export_onnx", "export to ONNX and check it against PyTorch (tools/export_onnx.py)"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nasnet_zoo", description=__doc__.split("\n\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PROGRAMS:
+        return importlib.import_module(PROGRAMS[argv[0]][0]).main(argv[1:])
+    parser = argparse.ArgumentParser(prog="nasnet-zoo", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, summary) in PROGRAMS.items():  # listed in --help; run above, before this parser
+        commands.add_parser(name, help=f"{summary}; `nasnet-zoo {name} --help` for its options")
     list_cmd = commands.add_parser("list", help="registered model names")
     list_cmd.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'nasnet_a_*'")
     list_cmd.add_argument("--pretrained", action="store_true", help="only models with weights in the manifest")
