@@ -1,6 +1,9 @@
 """Detector designs: wiring into torchvision, the paper's split reproducing the NASNet, freezing options."""
 from __future__ import annotations
 
+import gc
+import types
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +12,9 @@ from torchvision.ops import FrozenBatchNorm2d
 from nasnet_zoo import NASNET_A, build_nasnet, create_model
 from nasnet_zoo.detection import (NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone, build_detector,
                                   freeze_batchnorm, list_detectors, set_trainable_stages)
+from nasnet_zoo.detection.backbones import build_part
+from nasnet_zoo.detection.freeze import STAGES, stage_of
+from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.genotypes import Block, CellGenotype, Genotype
 
 TINY = dict(cells_per_stack=1, num_conv_filters=4, stem_multiplier=0.25)
@@ -35,17 +41,18 @@ def _other_genotype() -> Genotype:
 def test_registry_lists_both_designs_for_both_sizes():
     names = set(list_detectors())
     for size in ("mobile", "large"):
-        for design in ("fpn", "nas"):
+        for design in ("fpn", "c4"):
             assert f"fasterrcnn_nasnet_a_{size}_{design}" in names
+    assert not any(name.endswith("_nas") for name in names)
     with pytest.raises(ValueError, match="did you mean"):
         build_detector("fasterrcnn_nasnet_a_mobile_fnp")
     with pytest.raises(ValueError, match="background"):
         build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=1)
 
 
-@pytest.mark.parametrize("design", ["fpn", "nas"])
+@pytest.mark.parametrize("design", ["fpn", "c4"])
 def test_named_detector_trains_and_predicts(design):
-    extra = {"roi_output_size": 7} if design == "nas" else {}
+    extra = {"roi_output_size": 7} if design == "c4" else {}
     model = build_detector(f"fasterrcnn_nasnet_a_mobile_{design}", num_classes=5, backbone_args=dict(TINY),
                            **extra, **LIGHT)
     model.train()
@@ -59,10 +66,10 @@ def test_named_detector_trains_and_predicts(design):
     assert (out[0]["labels"] >= 1).all() and (out[0]["labels"] < 5).all()
 
 
-@pytest.mark.parametrize("design", ["fpn", "nas"])
+@pytest.mark.parametrize("design", ["fpn", "c4"])
 def test_any_genotype_builds_and_trains(design):
     model = build_detector(f"fasterrcnn_nasnet_{design}", num_classes=3, genotype=_other_genotype(),
-                           backbone_args=dict(TINY), **({"roi_output_size": 7} if design == "nas" else {}), **LIGHT)
+                           backbone_args=dict(TINY), **({"roi_output_size": 7} if design == "c4" else {}), **LIGHT)
     model.train()
     losses = model([torch.rand(3, 64, 64)], _targets(1))
     sum(losses.values()).backward()
@@ -134,3 +141,64 @@ def test_backbone_weights_of_another_architecture_are_refused():
     model = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=3, backbone_args=dict(TINY),
                            backbone_weights=good, frozen_bn=False)
     torch.testing.assert_close(model.backbone.body.stem.conv.weight, good["stem.conv.weight"])
+
+
+@pytest.mark.parametrize("old, new", [("fasterrcnn_nasnet_a_mobile_nas", "fasterrcnn_nasnet_a_mobile_c4"),
+                                      ("fasterrcnn_nasnet_nas", "fasterrcnn_nasnet_c4")])
+def test_old_split_design_names_warn_and_build_the_c4_design(old, new):
+    args = dict(num_classes=3, backbone_args=dict(TINY), roi_output_size=7, **LIGHT)
+    if old == "fasterrcnn_nasnet_nas":
+        args["genotype"] = NASNET_A
+    with pytest.warns(FutureWarning, match=f"now called '{new}'"):
+        model = build_detector(old, **args)
+    torch.manual_seed(0)
+    assert isinstance(model.backbone, NASNetRPNBackbone) and isinstance(model.roi_heads.box_head, NASNetBoxHead)
+    assert list(model.state_dict()) == list(build_detector(new, **args).state_dict())
+
+
+def _reachable_tensors(root: object) -> list[torch.Tensor]:
+    """Every tensor reachable from ``root`` through Python references (attributes, bound methods, closures)."""
+    seen, stack, found = set(), [root], []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, type, types.ModuleType, types.FunctionType)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        else:
+            stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_backbones_and_their_fused_copies_hold_none_of_the_classifier():
+    """A backbone keeps the modules it runs: not the classifier, the aux head or cells of the other half."""
+    model = create_model("nasnet_a_mobile", num_classes=7, **TINY)
+    head_shapes = {tuple(p.shape) for p in [*model.classifier.parameters(), *model.aux_head.parameters()]}
+    parts = {"fpn": NASNetFPNBackbone(model, 16), "rpn": NASNetRPNBackbone(model), "box": NASNetBoxHead(model)}
+    parts["fused_fpn_body"] = optimize_for_inference(parts["fpn"].body)
+    parts["fused_rpn"] = optimize_for_inference(parts["rpn"])
+    for name, part in parts.items():
+        reachable = _reachable_tensors(part)
+        own = {p.data_ptr() for p in part.state_dict().values()}
+        assert {t.data_ptr() for t in reachable if t.numel()} <= own | {0}, name  # nothing beyond its own tensors
+        assert not {tuple(t.shape) for t in reachable} & head_shapes, name
+    ptrs = lambda m: {p.data_ptr() for p in m.parameters()}  # noqa: E731
+    assert not ptrs(parts["rpn"]) & ptrs(parts["box"])  # the two halves share no cell
+    assert ptrs(parts["rpn"]) | ptrs(parts["box"]) == ptrs(model) - ptrs(model.classifier) - ptrs(model.aux_head)
+
+
+def test_build_part_allocates_only_the_part_and_initialises_it():
+    part = build_part(lambda: create_model("nasnet_a_large", num_classes=0, aux_head=False), NASNetBoxHead)
+    reference = NASNetBoxHead(create_model("nasnet_a_large", num_classes=0, aux_head=False))
+    assert list(part.state_dict()) == list(reference.state_dict())
+    assert all(not t.is_meta for t in _reachable_tensors(part))
+    bn = part.cells["cell_17"].pre0.bn
+    assert torch.equal(bn.running_var, torch.ones_like(bn.running_var)) and torch.equal(bn.weight, torch.ones_like(bn.weight))
+    conv, ref_conv = part.cells["cell_17"].pre0.conv.weight, reference.cells["cell_17"].pre0.conv.weight
+    assert 0.5 < conv.std() / ref_conv.std() < 2  # the constructor's init, not zeros or uninitialised memory
+
+
+def test_stages_use_detectron2_names():
+    assert STAGES == ("stage2", "stage3", "stage4", "stage5")
+    assert [stage_of(s) for s in (1, 2, 4, 8, 16, 32, 64)] == ["stage2"] * 3 + ["stage3", "stage4", "stage5", "stage5"]

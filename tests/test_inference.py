@@ -133,3 +133,16 @@ def test_optimized_model_serves_threads_at_once() -> None:
     with ThreadPoolExecutor(max_workers=3) as pool:
         outputs = list(pool.map(fused, inputs))
     assert all(max_diff(a, b) < TOL for a, b in zip(outputs, expected))
+
+
+@torch.no_grad()
+def test_fused_detection_trunk_ranges_equal_unfused() -> None:
+    """A detector's two halves (the C4 split) fuse as trunk ranges: what a fused detector is built from."""
+    from nasnet_zoo.detection import NASNetBoxHead, NASNetRPNBackbone
+    model = randomize_batchnorm(nasnet_zoo.create_model("nasnet_a_mobile", num_classes=0, aux_head=False,
+                                                        cells_per_stack=1, num_conv_filters=8))
+    backbone, head = NASNetRPNBackbone(model), NASNetBoxHead(model)
+    x = torch.randn(1, 3, 96, 128)
+    crops = torch.randn(3, backbone.out_channels, 14, 14)
+    assert max_diff(optimize_for_inference(backbone)(x)["0"], backbone(x)["0"]) < TOL
+    assert max_diff(optimize_for_inference(head)(crops), head(crops)) < TOL

@@ -10,13 +10,55 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasnet_zoo import OPS
 from nasnet_zoo.inference import PackedConv2d, SepConvGroup
 from nasnet_zoo.inference.fused_cell import ReluMemo
-from nasnet_zoo.layers.ops import BNConfig, SepConvStack
+from nasnet_zoo.layers.ops import BNConfig, CellOp, ConvBN, FactorizedReduce, Identity, SepConvStack, build_op
 from nasnet_zoo.layers.padding import Conv2dSame
 from nasnet_zoo.testing import max_diff, randomize_batchnorm
 
 TOL = 1e-5
+
+
+def _fused_output(op: CellOp, x: torch.Tensor) -> torch.Tensor:
+    reads_relu, body = copy.deepcopy(op).fuse()
+    return body(F.relu(x) if reads_relu else x)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride, in_channels", [(1, 8), (1, 6), (2, 8)])  # 6 -> 8: the ops that must project
+@pytest.mark.parametrize("size", [15, 16])  # odd: symmetric SAME padding; even: one more cell after
+@pytest.mark.parametrize("padding", ["tf", "timm"])
+def test_every_op_fuses_to_its_own_outputs(name: str, stride: int, in_channels: int, size: int, padding: str) -> None:
+    """The proof a new search-space op needs: its inference form (``fuse``) equals the op in eval mode."""
+    torch.manual_seed(0)
+    op = randomize_batchnorm(build_op(name, in_channels, 8, stride, padding=padding, bn=BNConfig()))
+    x = torch.randn(2, in_channels, size, size)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert max_diff(_fused_output(op, x.contiguous(memory_format=layout)), op(x)) < TOL, layout
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("adapter", [
+    Identity(), ConvBN(6, 8, 1, relu_first=True), ConvBN(6, 8, 1, relu_first=False),
+    FactorizedReduce(6, 8, relu_first=True, bn=BNConfig()), FactorizedReduce(6, 7, relu_first=False, bn=BNConfig()),
+], ids=lambda op: repr(op).split("(")[0] + ("_relu" if getattr(op, "relu_first", False) else ""))
+@pytest.mark.parametrize("size", [15, 16])
+def test_cell_input_and_output_adapters_fuse_to_their_outputs(adapter: CellOp, size: int) -> None:
+    torch.manual_seed(0)
+    op = randomize_batchnorm(copy.deepcopy(adapter))
+    x = torch.randn(2, 6, size, size)
+    assert max_diff(_fused_output(op, x), op(x)) < TOL
+
+
+def test_an_op_without_a_fused_form_says_what_to_add() -> None:
+    class NewOp(CellOp):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with pytest.raises(NotImplementedError, match="NewOp has no inference form: define its fuse"):
+        NewOp().fuse()
 
 
 @torch.no_grad()

@@ -180,3 +180,45 @@ def test_param_counts_match_paper():
     assert abs(params("nasnet_a_mobile") / 5.3e6 - 1) < 0.01
     assert abs(params("nasnet_a_large") / 88.9e6 - 1) < 0.01
     assert round(params("nasnet_a_cifar") / 1e6, 1) == 3.3  # the paper gives 3.3M to one decimal
+
+
+def test_forward_intermediates_gives_every_end_point_and_stops_early():
+    m = nz.build_nasnet(NASNET_A, cells_per_stack=1, num_conv_filters=8, num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        points = m.end_points(x)
+        last, every = m.forward_intermediates(x)
+        named = m.forward_intermediates(x, ["stem", "cell_0"], intermediates_only=True)
+        last_two = m.forward_intermediates(x, 2, intermediates_only=True)
+    endpoints = [info["endpoint"] for info in m.output_info()]
+    assert endpoints[:3] == ["conv0_bn", "cell_stem_0", "Stem"] and len(every) == len(endpoints)
+    assert all(torch.equal(y, points[name]) for y, name in zip(every, endpoints))
+    assert torch.equal(last, every[-1]) and torch.equal(named[1], points["Cell_0"])
+    assert torch.equal(last_two[0], every[-2]) and torch.equal(last_two[1], every[-1])
+    ran = []
+    hooks = [cell.register_forward_hook(lambda mod, inp, out, n=n: ran.append(n)) for n, cell in m.cells.items()]
+    m.forward_intermediates(x, ["cell_0"], stop_early=True)
+    for hook in hooks:
+        hook.remove()
+    assert ran[-1] == "cell_0" and "cell_1" not in ran  # the cells after the deepest requested one never run
+    with pytest.raises(ValueError, match="is not computed here"):
+        m.forward_intermediates(x, ["cell_9"])
+
+
+def test_cell_ranges_chain_to_the_whole_trunk_and_hold_only_their_cells():
+    m = nz.build_nasnet(NASNET_A, cells_per_stack=2, num_conv_filters=8, num_classes=10,
+                        skip_reduction_layer_input=True).eval()  # Large's wiring: it reads past the reduction
+    x = torch.randn(2, 3, 64, 64)
+    split = m.output_index("cell_2")  # the first cell after a reduction
+    first, second = m.cell_range(0, split), m.cell_range(split)
+    assert list(first.cells) + list(second.cells) == m.cell_names and second.stem is None
+    assert first.cells["cell_0"] is m.cells["cell_0"]  # shared, not copied
+    names = [info["name"] for info in m.output_info()]
+    assert [names[i] for i in second.seeds] == ["cell_0", "reduction_cell_0"]
+    with torch.no_grad():
+        outputs = first.forward_intermediates(x, list(second.seeds), intermediates_only=True)
+        torch.testing.assert_close(second(outputs), m.forward_features(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="pass 2 tensors in that order"):
+        second(outputs[:1])
+    with pytest.raises(ValueError, match="not all in the trunk given"):
+        second.cell_range(0, split + 1)

@@ -287,8 +287,8 @@ class NASNetTrunk(nn.Module):
         """Trunk outputs at ``indices`` (timm's ``forward_intermediates``).
 
         ``indices``: output numbers or names (see the class), an int n for the last n outputs, or None for all.
-        Returns ``(last output, intermediates)``, or only the intermediates with ``intermediates_only``; with
-        either that or ``stop_early`` the cells after the deepest requested output are not run.
+        Returns ``(last output computed, intermediates)``, or only the intermediates with ``intermediates_only``;
+        with either that or ``stop_early`` the cells after the deepest requested output are not run.
         """
         if indices is None:
             indices = range(self.start, self.stop)
@@ -298,7 +298,7 @@ class NASNetTrunk(nn.Module):
         stop = max(take, default=self.start) + 1 if stop_early or intermediates_only else self.stop
         outputs = self._run(x, stop)
         intermediates = [outputs[i] for i in take]
-        return intermediates if intermediates_only else (outputs[self.stop - 1], intermediates)
+        return intermediates if intermediates_only else (outputs[stop - 1], intermediates)
 
     def forward_features(self, x: Inputs) -> torch.Tensor:
         """The last output of this trunk."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -18,6 +18,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from nasnet_zoo.features import NASNetFeatures
 from nasnet_zoo.nasnet import CellRange, NASNetTrunk
+
+Part = TypeVar("Part", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,27 @@ class NASNetBoxHead(CellRange):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         last = self.forward_features(torch.split(crops, list(self.split_channels), dim=1))
         return torch.relu(last).mean((2, 3))
+
+
+def build_part(make_model: Callable[[], NASNetTrunk], part: Callable[[NASNetTrunk], Part]) -> Part:
+    """``part(make_model())`` without allocating the rest of the network.
+
+    The network is laid out on the meta device (no memory, no initialisation work); only the modules the part
+    keeps are then allocated and initialised, by their own ``reset_parameters`` as their constructors do. This
+    is for frameworks that build a detector's two halves separately (detectron2 builds the backbone and the
+    ROI heads from the config alone), so that each allocates only its own cells.
+    """
+    with torch.device("meta"):
+        module = part(make_model())
+    module.to_empty(device="cpu")
+    for child in module.modules():
+        holds = any(True for _ in child.parameters(recurse=False)) or any(True for _ in child.buffers(recurse=False))
+        if holds:
+            if not hasattr(child, "reset_parameters"):
+                raise TypeError(f"{type(child).__name__} has tensors but no reset_parameters(): it cannot be "
+                                "initialised after a meta-device build")
+            child.reset_parameters()
+    return module
 
 
 class ConvRPNHead(nn.Module):

@@ -1,11 +1,16 @@
 """Detector registry: Faster R-CNN with NASNet backbones in two designs, for named or searched cells.
 
+The designs are named by what they are: ``*_fpn`` (an FPN over the stride 4..32 cells) and ``*_c4`` (the paper's
+split at stride 16, as detectron2 names ResNet's C4 design: the RPN reads the stride-16 cells, the rest of the
+network runs per proposal). The ``*_nas`` names of earlier releases still build the C4 design, with a warning.
+
 Everything detection-specific (RPN, RoIHeads, anchors, box coder, RoIAlign, FPN) is torchvision's; this module
 only wires NASNet cells into it.
 """
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,8 +39,26 @@ def register_detector(fn: Callable[..., FasterRCNN]) -> Callable[..., FasterRCNN
     return fn
 
 
+#: Earlier names of the C4 detectors ("nas" read as "searched"; they are the paper's split design).
+DEPRECATED_NAMES = {
+    "fasterrcnn_nasnet_nas": "fasterrcnn_nasnet_c4",
+    "fasterrcnn_nasnet_a_mobile_nas": "fasterrcnn_nasnet_a_mobile_c4",
+    "fasterrcnn_nasnet_a_large_nas": "fasterrcnn_nasnet_a_large_c4",
+}
+
+
 def list_detectors() -> list[str]:
     return sorted(_DETECTORS)
+
+
+def detector_name(name: str) -> str:
+    """The current name of a detector: deprecated names map to theirs, with a FutureWarning."""
+    if name in DEPRECATED_NAMES:
+        new = DEPRECATED_NAMES[name]
+        warnings.warn(f"detector {name!r} is now called {new!r} (the paper's C4 split design); the old name will "
+                      "be removed in a future release", FutureWarning, stacklevel=3)
+        return new
+    return name
 
 
 def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | Mapping[str, Any] | None = None,
@@ -44,8 +67,9 @@ def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | 
 
     ``num_classes`` counts the background (91 for COCO's id space, 81 for contiguous COCO labels).
     ``backbone_weights``: a weight tag or file for named backbones, or a NASNet classifier state dict.
-    Options: see :func:`fasterrcnn_nasnet_fpn` and :func:`fasterrcnn_nasnet_nas`.
+    Options: see :func:`fasterrcnn_nasnet_fpn` and :func:`fasterrcnn_nasnet_c4`.
     """
+    name = detector_name(name)
     if name not in _DETECTORS:
         close = difflib.get_close_matches(name, _DETECTORS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -146,7 +170,7 @@ def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[s
     return convert_norm(model, norm, gn_groups)
 
 
-def fasterrcnn_nasnet_nas(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
+def fasterrcnn_nasnet_c4(*, num_classes: int, backbone_weights: str | Mapping[str, Any] | None = None,
                           arch: str | None = None, genotype: Genotype = NASNET_A,
                           backbone_args: Mapping[str, Any] | None = None, norm: str = "FrozenBN",
                           gn_groups: int = 32, frozen_bn: bool | None = None,
@@ -154,8 +178,9 @@ def fasterrcnn_nasnet_nas(*, num_classes: int, backbone_weights: str | Mapping[s
                           anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
                           aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), roi_output_size: int = 14,
                           min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
-    """Design (b), the paper's: RPN on the last two stride-16 cells concatenated; the last reduction cell and
-    the last stack run per proposal on ``roi_output_size`` RoIAligned crops as the second stage.
+    """Design (b), the paper's C4-style split (TF Object Detection API ``faster_rcnn_nas``): RPN on the last
+    two stride-16 cells concatenated; the last reduction cell and the last stack run per proposal on
+    ``roi_output_size`` RoIAligned crops as the second stage.
     ``norm`` (:mod:`.norms`) applies to the cells on both sides of the split."""
     norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
@@ -172,7 +197,7 @@ def fasterrcnn_nasnet_nas(*, num_classes: int, backbone_weights: str | Mapping[s
 
 
 register_detector(fasterrcnn_nasnet_fpn)
-register_detector(fasterrcnn_nasnet_nas)
+register_detector(fasterrcnn_nasnet_c4)
 
 
 @register_detector
@@ -188,12 +213,12 @@ def fasterrcnn_nasnet_a_large_fpn(**options: Any) -> FasterRCNN:
 
 
 @register_detector
-def fasterrcnn_nasnet_a_mobile_nas(**options: Any) -> FasterRCNN:
-    """NASNet-A Mobile in the paper's split design."""
-    return fasterrcnn_nasnet_nas(arch="nasnet_a_mobile", **options)
+def fasterrcnn_nasnet_a_mobile_c4(**options: Any) -> FasterRCNN:
+    """NASNet-A Mobile in the paper's C4 split design."""
+    return fasterrcnn_nasnet_c4(arch="nasnet_a_mobile", **options)
 
 
 @register_detector
-def fasterrcnn_nasnet_a_large_nas(**options: Any) -> FasterRCNN:
-    """NASNet-A Large in the paper's split design (the paper's COCO model)."""
-    return fasterrcnn_nasnet_nas(arch="nasnet_a_large", **options)
+def fasterrcnn_nasnet_a_large_c4(**options: Any) -> FasterRCNN:
+    """NASNet-A Large in the paper's C4 split design (the paper's COCO model)."""
+    return fasterrcnn_nasnet_c4(arch="nasnet_a_large", **options)

@@ -1,4 +1,9 @@
-"""Frozen BatchNorm and stage freezing for NASNet backbones (detection fine-tuning habits)."""
+"""Frozen BatchNorm and stage freezing for NASNet backbones (detection fine-tuning habits).
+
+Stages use detectron2's names: ``stage{k}`` holds the cells of stride 2**k, so ``stage2`` .. ``stage5`` are strides
+4 .. 32. NASNet has no separate stem stage: its stride-2 stem conv belongs to ``stage2`` with the first stem cell
+(deeper strides, in networks with more reductions, count as ``stage5``).
+"""
 from __future__ import annotations
 
 import math
@@ -6,10 +11,21 @@ import math
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from nasnet_zoo.nasnet import NASNet
+from nasnet_zoo.nasnet import NASNetTrunk
 
-#: Backbone stages by output stride: 1 = stem conv + first stem cell (4), 2 = stride 8, 3 = 16, 4 = 32.
-NUM_STAGES = 4
+#: The backbone stages, shallow to deep; ``trainable_stages=k`` trains the last k of them.
+STAGES = ("stage2", "stage3", "stage4", "stage5")
+NUM_STAGES = len(STAGES)
+
+
+def stage_name(stride: int) -> str:
+    """detectron2's name for maps of this stride: ``stage{k}`` has stride 2**k (stage2 .. stage5: 4 .. 32)."""
+    return f"stage{int(math.log2(stride))}"
+
+
+def stage_of(stride: int) -> str:
+    """The stage (one of ``STAGES``) that a stem or cell with this output stride is frozen or trained with."""
+    return stage_name(min(max(stride, 4), 32))
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -29,16 +45,15 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def cell_stage(stride: int) -> int:
-    """Stage number of a cell with this output stride (the stem conv belongs to stage 1)."""
-    return max(1, int(math.log2(stride)) - 1)
+def set_trainable_stages(model: NASNetTrunk, trainable_stages: int) -> None:
+    """Keep the last ``trainable_stages`` of ``STAGES`` trainable and freeze the earlier ones (0 freezes all).
 
-
-def set_trainable_stages(model: NASNet, trainable_stages: int) -> None:
-    """Keep the last ``trainable_stages`` stages trainable and freeze the earlier ones (0 freezes all)."""
+    Works on a whole NASNet or on any range of its trunk (a backbone or box head holds only some stages).
+    """
     if not 0 <= trainable_stages <= NUM_STAGES:
-        raise ValueError(f"trainable_stages must be in [0, {NUM_STAGES}], got {trainable_stages}")
-    first_trainable = NUM_STAGES - trainable_stages + 1
-    model.stem.requires_grad_(first_trainable <= 1)
-    for info in model.cell_info():
-        model.cells[info["name"]].requires_grad_(cell_stage(info["stride"]) >= first_trainable)
+        raise ValueError(f"trainable_stages must be in [0, {NUM_STAGES}] (the last k of {', '.join(STAGES)}), "
+                         f"got {trainable_stages}")
+    trainable = set(STAGES[NUM_STAGES - trainable_stages:])
+    for info in model.output_info():
+        part = model.stem if info["index"] == 0 else model.cells[info["name"]]
+        part.requires_grad_(stage_of(info["stride"]) in trainable)

@@ -1,11 +1,13 @@
 """NASNet backbones in detectron2's ``BACKBONE_REGISTRY``: an FPN design and the paper's C4-style split.
 
 The NASNet parts are the torchvision engine's modules (``NASNetFeatures``, ``NASNetRPNBackbone``,
-``NASNetBoxHead``) unchanged; this module only gives them detectron2's names, shapes and config.
+``NASNetBoxHead``) unchanged; this module only gives them detectron2's names, shapes and config. detectron2
+builds the C4 backbone and the ROI heads separately from the config: each allocates only its own cells
+(``build_part``), not a NASNet of its own.
 """
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import torch
 from detectron2.config import CfgNode
@@ -14,46 +16,46 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
-from nasnet_zoo import Genotype, NASNet, NASNetFeatures, build_nasnet, create_model
+from nasnet_zoo import Genotype, NASNetFeatures, build_nasnet, create_model
+from nasnet_zoo.nasnet import NASNetTrunk
 
-from ..backbones import NASNetBoxHead, NASNetRPNBackbone
-from ..freeze import NUM_STAGES, freeze_batchnorm, set_trainable_stages
+from ..backbones import NASNetBoxHead, NASNetRPNBackbone, build_part
+from ..freeze import NUM_STAGES, STAGES, freeze_batchnorm, set_trainable_stages, stage_name
 from .config import NORMS, nasnet_overrides
 
 SIZE_DIVISIBILITY = 32
 
 
-def stage_name(stride: int) -> str:
-    """detectron2-style level name: ``stage{k}`` has stride 2**k (stage2 .. stage5 are strides 4 .. 32)."""
-    return f"stage{int(math.log2(stride))}"
+def build_configured_nasnet(cfg: CfgNode, part: Callable[[NASNetTrunk], NASNetTrunk] | None = None) -> NASNetTrunk:
+    """The headless NASNet of ``MODEL.NASNET``, or only ``part`` of it (``NASNetRPNBackbone``, ``NASNetBoxHead``),
+    with its norm set and the first FREEZE_AT stages frozen.
 
-
-def build_configured_nasnet(cfg: CfgNode) -> NASNet:
-    """The headless NASNet of ``MODEL.NASNET`` with its norm set and stages 1..FREEZE_AT frozen.
-
-    Frozen stages also get frozen BN statistics, so that "BN" and "SyncBN" only update the trained stages.
+    Only the part's own modules are allocated (``build_part``). Frozen stages also get frozen BN statistics, so
+    that "BN" and "SyncBN" only update the trained stages.
     """
     nas = cfg.MODEL.NASNET
     freeze_at, norm = nas.FREEZE_AT, nas.NORM
     if norm not in NORMS:
         raise ValueError(f"MODEL.NASNET.NORM={norm!r} is not supported; use one of {NORMS}")
     if not 0 <= freeze_at <= NUM_STAGES:
-        raise ValueError(f"MODEL.NASNET.FREEZE_AT must be in [0, {NUM_STAGES}] (stages with strides <=4, 8, 16, "
-                         f"32), got {freeze_at}")
+        raise ValueError(f"MODEL.NASNET.FREEZE_AT must be in [0, {NUM_STAGES}] (k freezes the first k of "
+                         f"{', '.join(STAGES)}: strides <= 4, 8, 16, 32), got {freeze_at}")
     # Headless, and drop path off: detectron2's training loop never schedules it.
     settings = dict(num_classes=0, aux_head=False, drop_path_keep_prob=1.0, **nasnet_overrides(cfg))
     if nas.GENOTYPE_FILE:
         if not (nas.CELLS_PER_STACK and nas.NUM_CONV_FILTERS):
             raise ValueError("MODEL.NASNET.GENOTYPE_FILE needs MODEL.NASNET.CELLS_PER_STACK and NUM_CONV_FILTERS")
-        model = build_nasnet(Genotype.load(nas.GENOTYPE_FILE), **settings)
+        genotype = Genotype.load(nas.GENOTYPE_FILE)
+        make_model: Callable[[], NASNetTrunk] = lambda: build_nasnet(genotype, **settings)  # noqa: E731
     else:
-        model = create_model(nas.ARCH, **settings)  # type: ignore[assignment]
+        make_model = lambda: create_model(nas.ARCH, **settings)  # type: ignore[return-value]  # noqa: E731
+    model = build_part(make_model, part or (lambda whole: whole))
     set_trainable_stages(model, NUM_STAGES - freeze_at)
     if norm == "FrozenBN":
         return freeze_batchnorm(model)  # type: ignore[return-value]
-    for part in [model.stem, *model.cells.values()]:
-        if not any(p.requires_grad for p in part.parameters()):
-            freeze_batchnorm(part)
+    for piece in [model.stem, *model.cells.values()]:
+        if piece is not None and not any(p.requires_grad for p in piece.parameters()):
+            freeze_batchnorm(piece)
     if norm == "SyncBN":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
@@ -62,7 +64,7 @@ def build_configured_nasnet(cfg: CfgNode) -> NASNet:
 class NASNetBackbone(Backbone):
     """NASNet maps at the ``MODEL.NASNET.OUT_FEATURES`` strides: FPN's bottom-up path."""
 
-    def __init__(self, model: NASNet, out_features: list[str]) -> None:
+    def __init__(self, model: NASNetTrunk, out_features: list[str]) -> None:
         super().__init__()
         names = [stage_name(level["reduction"]) for level in model.feature_levels()]
         unknown = [f for f in out_features if f not in names]
@@ -86,7 +88,7 @@ class NASNetBackbone(Backbone):
 class NASNetC4Backbone(Backbone):
     """The paper's first stage: the cells up to stride 16; outputs the last two stride-16 cells concatenated."""
 
-    def __init__(self, model: NASNet) -> None:
+    def __init__(self, model: NASNetTrunk) -> None:
         super().__init__()
         self.trunk = NASNetRPNBackbone(model)
         name = stage_name(self.trunk.stride)
@@ -106,7 +108,7 @@ class NASNetC4Head(nn.Module):
     """The paper's second stage as ``Res5ROIHeads``' "res5": returns pooled features as [N, C, 1, 1] maps,
     which ``Res5ROIHeads`` mean-pools again (a no-op) before the box predictor."""
 
-    def __init__(self, model: NASNet) -> None:
+    def __init__(self, model: NASNetTrunk) -> None:
         super().__init__()
         self.head = NASNetBoxHead(model)
         self.out_channels: int = self.head.out_channels
@@ -119,7 +121,7 @@ class NASNetC4Head(nn.Module):
 def build_nasnet_c4_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbone:
     """``MODEL.BACKBONE.NAME: build_nasnet_c4_backbone``; pair with ``MODEL.ROI_HEADS.NAME: NASNetROIHeads``."""
     _check_channels(input_shape)
-    return NASNetC4Backbone(build_configured_nasnet(cfg))
+    return NASNetC4Backbone(build_configured_nasnet(cfg, NASNetRPNBackbone))
 
 
 @BACKBONE_REGISTRY.register()

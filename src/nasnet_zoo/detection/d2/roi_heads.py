@@ -9,6 +9,7 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
+from ..backbones import NASNetBoxHead
 from .backbone import NASNetC4Head, build_configured_nasnet
 
 
@@ -28,5 +29,5 @@ class NASNetROIHeads(Res5ROIHeads):
 
     @classmethod
     def _build_res5_block(cls, cfg: CfgNode) -> tuple[nn.Module, int]:
-        head = NASNetC4Head(build_configured_nasnet(cfg))
+        head = NASNetC4Head(build_configured_nasnet(cfg, NASNetBoxHead))
         return head, head.out_channels
