@@ -199,9 +199,16 @@ def test_image_folder_training_with_ema(tmp_path):
                 Image.fromarray(pixels).save(tmp_path / split / c / f"{i}.jpg")
     result = train(tiny_config(tmp_path, tmp_path / "out", "data.dataset", "folder", "solver.max_steps", "2",
                                "solver.ema_decay", "0.5"))
-    assert result["step"] == 2 and 0 <= result["top1"] <= 100 and 0 <= result["top1_raw"] <= 100
+    assert result["step"] == 2
     ema = torch.load(tmp_path / "out" / "checkpoint.pt")["ema"]
-    exported = load_trained(tmp_path / "out").state_dict()
+    model = load_trained(tmp_path / "out").eval()
+    exported = model.state_dict()
+    # the reported top-1 is the exported (EMA) model's, recounted here image by image
+    cfg = tiny_config(tmp_path, tmp_path / "unused", "data.dataset", "folder")
+    val = build_data(cfg.data, mean=None, std=None, image_size=32).eval
+    with torch.no_grad():
+        hits = [int(model(val[(0, i)][0][None]).argmax()) == val[(0, i)][1] for i in range(len(val))]
+    assert len(hits) == 4 and result["top1"] == pytest.approx(100.0 * sum(hits) / len(hits))
     assert all(torch.equal(exported[k], ema[f"module.{k}"]) for k in exported)  # the EMA weights are exported
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     entry = manifest["weights"][0]
@@ -227,6 +234,40 @@ def test_retrain_top_ranks_a_journal(fake_cifar, tmp_path):
     assert "winner: the search's rank-" in format_ranking(rows)
     rebuilt = load_trained(rows[0]["output_dir"])
     assert rebuilt.genotype.to_dict()["normal"] == rows[0]["genotype"]["normal"]
+
+
+def write_digits_as_cifar(root: Path, train: int = 640, test: int = 200) -> Path:
+    """scikit-learn's bundled handwritten digits (real scans, 10 classes) upscaled to 32x32 grey-as-RGB, in
+    CIFAR-10's pickle layout: real images that every clone has."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    images = torch.from_numpy(digits.images[order] / 16.0).float()[:, None]
+    images = torch.nn.functional.interpolate(images, size=32, mode="bilinear").repeat(1, 3, 1, 1)
+    pixels = (images * 255).round().clamp(0, 255).to(torch.uint8).numpy().reshape(-1, 3072)
+    labels = digits.target[order].tolist()
+    root.mkdir(parents=True)
+    per = train // 5
+    for i in range(5):
+        with open(root / f"data_batch_{i + 1}", "wb") as f:
+            pickle.dump({b"data": pixels[i * per:(i + 1) * per], b"labels": labels[i * per:(i + 1) * per]}, f)
+    with open(root / "test_batch", "wb") as f:
+        pickle.dump({b"data": pixels[-test:], b"labels": labels[-test:]}, f)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_training_learns_real_digits(tmp_path):
+    """A small twin of the CIFAR-10 figure (docs/training.md): the cifar_cpu recipe's model and optimiser, 60 steps
+    on 640 real digit scans; held-out top-1 was 87.5% when measured (chance is 10%)."""
+    data = write_digits_as_cifar(tmp_path / "digits")
+    result = train(tiny_config(data, tmp_path / "out", "solver.epochs", "3", "solver.batch_size", "32",
+                               "solver.lr", "0.1", "data.pad", "0", "log_period", "5"))
+    curve = losses(tmp_path / "out")
+    assert result["step"] == 60 and len(curve) == 12
+    assert np.mean(curve[-3:]) < 0.5 * curve[0], curve  # measured: 3.28 -> 0.45
+    assert result["top1"] > 50.0, result  # 200 held-out scans; chance is 10%
 
 
 def test_real_cifar_subset_pipeline(cifar_dir):
@@ -261,7 +302,7 @@ def test_pretrained_start_swaps_the_head_for_the_data_set(trained_run):
 
 def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     import random
-    from nasnet_zoo.training.checkpoint import rng_state, set_rng_state
+    from nasnet_zoo.utils.checkpoint import rng_state, set_rng_state
     torch.save(rng_state(), tmp_path / "rng.pt")
     expected = (random.random(), np.random.rand(), torch.rand(()).item())
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
