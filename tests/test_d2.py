@@ -114,7 +114,7 @@ def test_features_equal_torchvision_engine(mobile_weights: Path) -> None:
 
     c4 = build_model(make_cfg(CONFIGS / "faster_rcnn_nasnet_a_mobile_c4_1x.yaml")).eval()
     NASNetCheckpointer(c4).load(str(mobile_weights))
-    engine = build_detector("fasterrcnn_nasnet_a_mobile_nas", num_classes=81, backbone_weights=str(mobile_weights),
+    engine = build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=81, backbone_weights=str(mobile_weights),
                             trainable_stages=3).eval()
     crops = torch.randn(3, 1056, 14, 14)
     with torch.no_grad():
