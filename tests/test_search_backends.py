@@ -1,6 +1,7 @@
 """Child training and the work queues on real CIFAR-10: local processes, Ray, worker deaths, SIGKILL + resume."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,7 +46,10 @@ def test_proxy_data_holds_validation_out_of_the_training_batches(cifar_dir):
 def test_child_trains_and_failures_give_reward_zero_with_the_reason(cifar_dir):
     data = ProxyData.load(cifar_dir, tiny_child_config())
     ok = train_child(NASNET_A, data, tiny_child_config(), seed=0)
-    assert ok.status == "ok" and 0.0 <= ok.reward <= 1.0 and ok.info["params"] > 0
+    again = train_child(NASNET_A, data, tiny_child_config(), seed=0)
+    assert ok.status == "ok" and ok.info["params"] > 0
+    assert (ok.reward, ok.info["loss"]) == (again.reward, again.info["loss"])  # the seed fixes the child's training
+    assert ok.reward * 50 == round(ok.reward * 50)  # accuracy: a whole number of the 50 held-out images
     nan = train_child(NASNET_A, data, tiny_child_config(lr=1e30), seed=0)
     assert (nan.status, nan.reward) == ("nan", 0.0) and "loss became" in nan.reason
     slow = train_child(NASNET_A, data, tiny_child_config(time_limit_s=1e-6), seed=0)
@@ -166,5 +170,83 @@ def test_sigkill_then_resume_loses_no_child_and_counts_none_twice(tmp_path):
     # every finished child went into exactly one PPO minibatch: updates and leftovers add up to the count
     assert state["observed"] == children and state["resumes"] == 2
     assert state["strategy"]["updates"] * 20 + len(state["strategy"]["buffer"]) == children
+    oracle = OracleReward(SearchSpace(), seed=4)
+    assert all(r["reward"] == oracle(SearchSpace().to_genotype(r["decisions"])).reward for r in records)
+
+
+class StallsMidChild:
+    """The oracle reward, except that once ``after`` children are done, each child that starts marks itself
+    ``running-*`` and waits for a file ``go``: the workers are mid-child at a moment the test can see."""
+
+    def __init__(self, folder: str, after: int, seed: int) -> None:
+        self.folder, self.after, self.oracle = folder, after, OracleReward(SearchSpace(), seed)
+
+    def __call__(self, genotype, seed=0, device="cpu") -> ChildResult:
+        folder = Path(self.folder)
+        if len(list(folder.glob("done-*"))) >= self.after and not (folder / "go").exists():
+            (folder / f"running-{seed}").touch()
+            while not (folder / "go").exists():
+                time.sleep(0.02)
+        result = self.oracle(genotype, seed, device)
+        (folder / f"done-{seed}").touch()
+        return result
+
+
+_STALLING_SEARCH = """
+import sys
+from pathlib import Path
+from nasnet_zoo.search import SearchConfig, SearchRun, runner
+from test_search_backends import StallsMidChild
+out, gate = Path(sys.argv[1]), sys.argv[2]
+cfg = SearchConfig(reward="oracle", backend="local", workers=2, worker_threads=1, children=12, seed=4,
+                   output_dir=str(out))
+cfg.ppo.minibatch = 4
+runner.build_evaluator = lambda cfg: StallsMidChild(gate, after=5, seed=cfg.seed)
+SearchRun(cfg, resume=(out / "journal.jsonl").exists(), progress=False).run()
+"""
+
+
+def _stalling_search(out: Path, gate: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    # its own session, so the kill takes the search, its fork server and both workers at once (a lost machine)
+    return subprocess.Popen([sys.executable, "-c", _STALLING_SEARCH, str(out), str(gate)], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_while_local_workers_are_mid_child_loses_and_doubles_nothing(tmp_path):
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    gate.mkdir()
+    process = _stalling_search(out, gate)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            done = len(list(gate.glob("done-*")))
+            evaluated = [r for r in read_jsonl(out / "journal.jsonl") if r["worker"].startswith("local-")] \
+                if (out / "journal.jsonl").exists() else []
+            if len(list(gate.glob("running-*"))) == 2 and len(evaluated) == done:
+                break  # both workers mid-child, every finished child journaled
+            time.sleep(0.05)
+        assert process.poll() is None, f"the search ended or stalled too early: {process.stderr.read().decode()}"
+        before = read_jsonl(out / "journal.jsonl")
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert 5 <= len(before) < 12
+    stalled = {p.name.removeprefix("running-") for p in gate.glob("running-*")}
+    assert len(stalled) == 2
+
+    (gate / "go").touch()
+    resumed = _stalling_search(out, gate)
+    assert resumed.wait(timeout=200) == 0, resumed.stderr.read().decode()
+    records = read_jsonl(out / "journal.jsonl")
+    assert records[:len(before)] == before                       # finished children are never rewritten
+    assert [r["index"] for r in records] == list(range(12))      # none lost, none counted twice
+    evaluated = [r for r in records if r["status"] == "ok"]
+    assert len({json.dumps(r["genotype"], sort_keys=True) for r in evaluated}) == len(evaluated)
+    state = load_search_state(out / STATE_NAME)
+    assert state["observed"] == 12 and state["resumes"] == 1
+    assert state["strategy"]["updates"] * 4 + len(state["strategy"]["buffer"]) == 12
     oracle = OracleReward(SearchSpace(), seed=4)
     assert all(r["reward"] == oracle(SearchSpace().to_genotype(r["decisions"])).reward for r in records)
