@@ -1,11 +1,10 @@
 """Cadene / timm NASNet-A state dicts convert to ours and give the same logits on real photos.
 
 The references get random weights and random BN statistics, so every tensor of the mapping matters; the
-comparison runs in eval mode on COCO photos resized to the models' default sizes.
+comparison runs in eval mode on the TF-slim oracle's COCO photos (shipped in tests/fixtures) at the models'
+default sizes, and each also shows that the wrong padding mode fails it.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,15 +22,12 @@ from pretrainedmodels.models import nasnet_mobile as cadene_mobile  # noqa: E402
 TOL = 1e-4
 
 
-def photos(coco_tiny: Path, size: int, count: int) -> torch.Tensor:
-    """The first ``count`` val2017 photos, resized like TF-slim's fixture, scaled to [-1, 1]."""
+def photos(tf_mobile, size: int, count: int) -> torch.Tensor:
+    """The TF-slim oracle's COCO photos (224x224, shipped in tests/fixtures), resized to ``size``, in [-1, 1]."""
     from PIL import Image
-    files = sorted((coco_tiny / "val2017").glob("*.jpg"))[:count]
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
-              for f in files]
+    pixels = np.rint((tf_mobile.images[:count].astype(np.float64) + 1) * 127.5).astype(np.uint8)
+    arrays = [np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR), dtype=np.float32) for p in pixels]
     return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
-
-
 
 
 def ours_from(state: dict, name: str, padding: str, num_classes: int = 1000) -> torch.nn.Module:
@@ -43,9 +39,9 @@ def ours_from(state: dict, name: str, padding: str, num_classes: int = 1000) -> 
 
 
 @torch.no_grad()
-def test_cadene_mobile_matches_at_224(coco_tiny: Path) -> None:
+def test_cadene_mobile_matches_at_224(tf_mobile) -> None:
     ref = randomize_batchnorm(cadene_mobile.NASNetAMobile(num_classes=1001), seed=1)
-    x = photos(coco_tiny, 224, 2)
+    x = photos(tf_mobile, 224, 2)
     expected = ref(x)
     ours = ours_from(ref.state_dict(), "nasnet_a_mobile", "tf", num_classes=1001)
     assert (ours(x) - expected).abs().max().item() < TOL
@@ -65,12 +61,16 @@ def large_refs() -> tuple[torch.nn.Module, torch.nn.Module]:
 
 @torch.no_grad()
 @pytest.mark.parametrize("port, padding", [("cadene", "tf"), ("timm", "timm")])
-def test_large_matches_port_at_331(large_refs, coco_tiny: Path, port: str, padding: str) -> None:
+def test_large_matches_port_at_331(large_refs, tf_mobile, port: str, padding: str) -> None:
     cadene, timm_model = large_refs
     ref = cadene if port == "cadene" else timm_model
-    x = photos(coco_tiny, 331, 1)
+    x = photos(tf_mobile, 331, 1)
+    expected = ref(x)
     ours = ours_from(ref.state_dict(), "nasnet_a_large", padding)
-    assert (ours(x) - ref(x)).abs().max().item() < TOL
+    assert (ours(x) - expected).abs().max().item() < TOL
+    # The comparison sees padding mistakes: the other padding mode moves these logits well past the tolerance.
+    wrong = ours_from(ref.state_dict(), "nasnet_a_large", "timm" if padding == "tf" else "tf")
+    assert (wrong(x) - expected).abs().max().item() > 3 * TOL
 
 
 def test_convert_api_errors() -> None:
