@@ -150,7 +150,7 @@ def test_weights_from_tag_and_safetensors(mobile_weights: Path, tmp_path: Path,
 
     wrong = tmp_path / "cifar.pth"
     torch.save(nasnet_zoo.create_model("nasnet_a_cifar").state_dict(), wrong)
-    with pytest.raises(ValueError, match="do not fit MODEL.NASNET"):
+    with pytest.raises(ValueError, match="does not fit MODEL.NASNET"):
         NASNetCheckpointer(build_model(cfg)).load(str(wrong))
 
 

@@ -1,6 +1,7 @@
 """Training engine and CLI: end to end on the demo path, resume after a kill, NaN guard, DDP with gloo."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import runpy
@@ -14,10 +15,10 @@ import torch
 
 from nasnet_zoo.config import load_config
 from nasnet_zoo.detection import build_detector
-from nasnet_zoo.detection.checkpoint import CheckpointError, load_checkpoint, model_identity, save_checkpoint
 from nasnet_zoo.detection.config import DetConfig, SolverConfig
 from nasnet_zoo.detection.engine import lr_factor
 from nasnet_zoo.detection.evaluate import METRIC_NAMES
+from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint, save_checkpoint
 from nasnet_zoo.utils.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,11 +159,11 @@ def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path,
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert max(r["iter"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r) == KILL_AT
     before = {r["iter"]: r for r in read_jsonl(out / "metrics.jsonl")}
-    saved = torch.load(out / "checkpoint.pth", weights_only=False)["iteration"]
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
     assert saved == 3  # the last checkpoint before the kill
 
     stdout = train_det("--output-dir", str(out), "--resume")  # the run's config.yaml supplies everything else
-    assert f"resumed from {out / 'checkpoint.pth'} at iteration {saved}" in stdout
+    assert f"resumed from {out / 'checkpoint.pt'} at iteration {saved}" in stdout
     records = read_jsonl(out / "metrics.jsonl")
     after = [r for r in records[len(before):] if "loss" in r]
     assert after[0]["iter"] == saved + 1 and after[-1]["iter"] == 40
@@ -195,7 +196,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(home, tmp_path, monke
             run(cfg)
     finally:
         torch.set_num_threads(threads)
-    ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["iteration"] == 4
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (tmp_path / "model_final.pth").exists()
@@ -209,25 +210,25 @@ def _tiny_detector(num_classes: int):
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     model = _tiny_detector(3)
-    identity = model_identity("fasterrcnn_nasnet_a_mobile_fpn", 3, [1, 2])
-    save_checkpoint(tmp_path / "a.pth", model, identity)
-    load_checkpoint(tmp_path / "a.pth", _tiny_detector(3), identity)  # the same model loads
-    with pytest.raises(CheckpointError, match="num_classes=3, but this run builds num_classes=5"):
-        load_checkpoint(tmp_path / "a.pth", _tiny_detector(5), model_identity("fasterrcnn_nasnet_a_mobile_fpn", 5,
-                                                                              [1, 2, 3, 4]))
+    identity = detector_identity("fasterrcnn_nasnet_a_mobile_fpn", 3, [1, 2])
+    save_checkpoint(tmp_path / "a.pth", {"model": model.state_dict(), **identity})
+    load = functools.partial(load_checkpoint, written_by="tools/train_det.py")
+    load(tmp_path / "a.pth", _tiny_detector(3), identity)  # the same model loads
+    with pytest.raises(CheckpointError, match="num_classes: file has 3, this run builds 5"):
+        load(tmp_path / "a.pth", _tiny_detector(5), detector_identity("fasterrcnn_nasnet_a_mobile_fpn", 5, [1, 2, 3, 4]))
     other = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=3, fpn_channels=16, box_head_dim=32,
                            backbone_args=dict(cells_per_stack=1, num_conv_filters=8, stem_multiplier=0.25))
-    with pytest.raises(CheckpointError, match="checkpoint of another model"):
-        load_checkpoint(tmp_path / "a.pth", other, identity)
+    with pytest.raises(CheckpointError, match="a.pth does not fit this model: .* of another shape"):
+        load(tmp_path / "a.pth", other, identity)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        load_checkpoint(tmp_path / "junk.pth", model, identity)
+        load(tmp_path / "junk.pth", model, identity)
     # NaN weights are never written over a good checkpoint
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     good = (tmp_path / "a.pth").read_bytes()
     with pytest.raises(FloatingPointError, match="previous checkpoint is kept"):
-        save_checkpoint(tmp_path / "a.pth", model, identity)
+        save_checkpoint(tmp_path / "a.pth", {"model": model.state_dict(), **identity})
     assert (tmp_path / "a.pth").read_bytes() == good
 
 
@@ -241,7 +242,7 @@ def test_ddp_with_two_gloo_processes(home, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert [r["iter"] for r in read_jsonl(ddp_out / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
     assert list(json.loads((ddp_out / "coco_eval.json").read_text())) == list(METRIC_NAMES)
-    assert torch.load(ddp_out / "model_final.pth", weights_only=False)["iteration"] == 3
+    assert torch.load(ddp_out / "model_final.pth", weights_only=True)["iteration"] == 3
 
 
 def test_cli_errors_are_clear(home, tmp_path, monkeypatch):

@@ -134,7 +134,7 @@ def test_frozen_batchnorm_and_trainable_stages():
 
 def test_backbone_weights_of_another_architecture_are_refused():
     state = create_model("nasnet_a_mobile", num_classes=10, **dict(TINY, num_conv_filters=8)).state_dict()
-    with pytest.raises(ValueError, match="do not fit this backbone"):
+    with pytest.raises(ValueError, match="does not fit this backbone"):
         build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=3, backbone_args=dict(TINY),
                        backbone_weights=state)
     good = create_model("nasnet_a_mobile", num_classes=10, **TINY).state_dict()

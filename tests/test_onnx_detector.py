@@ -20,7 +20,7 @@ import nasnet_zoo
 from nasnet_zoo.cli import export_onnx as cli
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.detection.builders import build_detector
-from nasnet_zoo.detection.checkpoint import model_identity, save_checkpoint
+from nasnet_zoo.utils.checkpoint import detector_identity, save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
 from nasnet_zoo.detection.trained import load_detector
 from nasnet_zoo.onnx import (DetectorGraph, OnnxDetector, OnnxModelError, builtin_detector_cases, run_detector_parity,
@@ -55,7 +55,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            min_size=160, max_size=256, **cfg.model.options)
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(30)  # peaked class scores: distinct detections
-    save_checkpoint(out / "model_final.pth", model, model_identity(NAME, len(CATEGORIES) + 1, CATEGORIES))
+    save_checkpoint(out / "model_final.pth",
+                    {"model": model.state_dict(), **detector_identity(NAME, len(CATEGORIES) + 1, CATEGORIES)})
     dump_config(cfg, out / "config.yaml")
     Image.fromarray(synthetic_image(360, 480, seed=11)).save(out / "photo.png")
     return out

@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 from nasnet_zoo.cli.predict_det import main
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.detection.builders import build_detector
-from nasnet_zoo.detection.checkpoint import model_identity, save_checkpoint
+from nasnet_zoo.utils.checkpoint import detector_identity, save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
 from nasnet_zoo.detection.predict import PredictError, expand_inputs, load_predictor, predict_images
 from nasnet_zoo.onnx import export_detector
@@ -46,7 +46,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            min_size=160, max_size=256, **cfg.model.options).eval()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(30)
-    save_checkpoint(out / "model_final.pth", model, model_identity(NAME, len(CATEGORIES) + 1, CATEGORIES))
+    save_checkpoint(out / "model_final.pth",
+                    {"model": model.state_dict(), **detector_identity(NAME, len(CATEGORIES) + 1, CATEGORIES)})
     dump_config(cfg, out / "config.yaml")
     export_detector(model, out / "det.onnx", model_name=NAME, category_ids=[0] + CATEGORIES,
                     class_names=["__background__"] + [f"thing{c}" for c in CATEGORIES])

@@ -4,6 +4,7 @@
   python tools/search.py --strategy ppo --reward proxy --data-dir PATH/cifar-10-batches-py \\
       --children 20000 --backend ray --ray-address auto --output-dir runs/search1
   python tools/search.py --output-dir runs/search1 --resume            # after a crash or a stop
+  python tools/search.py --output-dir runs/search1 --repair-journal    # when --resume names a damaged line
   python tools/search.py --strategy random ...                          # the baseline, same machinery
   python tools/search.py --reward oracle --children 2000 --seed 0 ...  # no training: checks the RL machinery
   python tools/search.py --config-file configs/search/laptop.yaml --data-dir ... child.lr 0.1 ppo.clip 0.1
@@ -22,8 +23,10 @@ from pathlib import Path
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
+from nasnet_zoo.search.journal import JOURNAL_NAME, REJECTED_NAME, JournalError, repair_journal
 from nasnet_zoo.search.report import write_report
 from nasnet_zoo.search.runner import (CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError, SearchRun)
+from nasnet_zoo.utils.run_lock import RunFolderBusy, lock_run_folder
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
 FLAG_KEYS = {
@@ -68,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child-time-limit", type=float, help="seconds before a child is stopped with reward 0")
     p.add_argument("--resume", action="store_true", help="continue the search in --output-dir")
     p.add_argument("--report-only", action="store_true", help="write the report of --output-dir and exit")
+    p.add_argument("--repair-journal", action="store_true", help="move the damaged lines of --output-dir's "
+                   f"journal to {REJECTED_NAME}, keep every good one, and exit (then --resume)")
     p.add_argument("--plot-root", help="folder tree whose searches share the reward plot (default: output dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--retrain-top", type=int, metavar="K", help="then retrain the K best genotypes "
@@ -110,8 +115,33 @@ def retrain(args: argparse.Namespace, cfg: SearchConfig) -> None:
     print(format_ranking(retrain_top(cfg.output_dir, args.retrain_top, **budget)))
 
 
+def repair(output_dir: str | None) -> int:
+    """--repair-journal, under the folder's lock: keep every good journal line and move the bad ones aside."""
+    if not output_dir or not Path(output_dir).is_dir():
+        print(f"error: --repair-journal needs --output-dir, the folder of a search (got {output_dir!r})", file=sys.stderr)
+        return 2
+    try:
+        with lock_run_folder(output_dir):
+            report = repair_journal(output_dir)
+    except (JournalError, RunFolderBusy) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    journal = Path(output_dir) / JOURNAL_NAME
+    if not report.rejected and not report.renumbered:
+        print(f"{journal}: all {report.kept} lines are good; nothing to repair")
+        return 0
+    moved = f"moved {len(report.rejected)} bad lines ({', '.join(map(str, report.rejected[:20]))}" \
+            f"{', ...' if len(report.rejected) > 20 else ''}) to {Path(output_dir) / REJECTED_NAME}; " \
+        if report.rejected else ""
+    print(f"{journal}: {moved}kept {report.kept} children, numbered 0..{report.kept - 1}. `--resume` rebuilds the "
+          "search state from the repaired journal and continues")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.repair_journal:
+        return repair(args.output_dir)
     try:
         if args.report_only:
             if not args.output_dir:
@@ -120,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = build_config(args)
             run = SearchRun(cfg, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, SearchConfigError, CifarLayoutError, RayError) as err:
+    except (ConfigError, SearchConfigError, CifarLayoutError, RayError, JournalError, RunFolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.report_only:

@@ -20,6 +20,9 @@ from pathlib import Path
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.training import TrainConfig, evaluate_only, recipe_path, train
 from nasnet_zoo.training.config import shortcut_overrides
+from nasnet_zoo.utils.checkpoint import CheckpointError
+from nasnet_zoo.utils.io import DiskFullError
+from nasnet_zoo.utils.run_lock import RunFolderBusy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = evaluate_only(cfg) if args.eval_only else train(cfg, resume=args.resume)
+    try:
+        result = evaluate_only(cfg) if args.eval_only else train(cfg, resume=args.resume)
+    except RunFolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (CheckpointError, DiskFullError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(result, default=str))
     return 0
 

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val-images")
     parser.add_argument("--val-ann")
     parser.add_argument("--output-dir")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pth")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--weights", help="checkpoint to evaluate (--eval-only) or to start from")
     parser.add_argument("--max-iter", type=int)
@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from nasnet_zoo.config import ConfigError, load_config
-    from nasnet_zoo.detection.checkpoint import CheckpointError
     from nasnet_zoo.detection.coco import CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
     from nasnet_zoo.detection.run import run, uses_demo_data
+    from nasnet_zoo.utils.checkpoint import CheckpointError
+    from nasnet_zoo.utils.io import DiskFullError
+    from nasnet_zoo.utils.run_lock import RunFolderBusy
 
     config_file = args.config_file
     saved_config = Path(args.output_dir or "") / "config.yaml"
@@ -106,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = uses_demo_data(cfg)
     try:
         metrics = run(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights)
-    except (CocoFormatError, CheckpointError, FloatingPointError, FileNotFoundError, ValueError) as err:
+    except RunFolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (CocoFormatError, CheckpointError, FloatingPointError, FileNotFoundError, ValueError,
+            DiskFullError) as err:
         sys.exit(f"error: {err}")
     if metrics:
         out = Path(cfg.output_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, help="model_final.pth or checkpoint.pth of train_det.py")
+    parser.add_argument("--weights", required=True, help="model_final.pth or checkpoint.pt of train_det.py")
     parser.add_argument("--config-file", help="the run's config (default: config.yaml beside --weights)")
     parser.add_argument("--images", help="image folder (default: the run's val images)")
     parser.add_argument("--ann", help="COCO annotation file (default: the run's val annotations)")
@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nasnet_zoo.config import load_config
-    from nasnet_zoo.detection.checkpoint import CheckpointError, load_checkpoint, model_identity
     from nasnet_zoo.detection.coco import CocoDetection, CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
     from nasnet_zoo.detection.run import build_model
     from nasnet_zoo.detection.visualize import save_visualizations
+    from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint
 
     weights = Path(args.weights)
     config_file = Path(args.config_file) if args.config_file else weights.parent / "config.yaml"
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = CocoDetection(images, ann, train=False)
         cats = dataset.categories
         model = build_model(cfg, cats.num_classes).to(device)
-        load_checkpoint(weights, model, model_identity(cfg.model.name, cats.num_classes, list(cats.coco_ids)))
+        load_checkpoint(weights, model, detector_identity(cfg.model.name, cats.num_classes, list(cats.coco_ids)),
+                        written_by="tools/train_det.py")
     except (CocoFormatError, CheckpointError, FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     out = Path(args.output_dir) if args.output_dir else weights.parent / "vis"

@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
@@ -22,6 +21,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.nasnet import NASNet, build_nasnet
+from nasnet_zoo.utils.checkpoint import fit_state_dict, read_checkpoint
 from nasnet_zoo.factory import create_model
 
 from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
@@ -82,21 +82,15 @@ def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | 
 # ---- backbone construction ---------------------------------------------------------------------------------
 def _load_classifier_state(model: NASNet, state: Mapping[str, Any] | str | Path) -> None:
     """Load NASNet classifier weights into a headless NASNet (classifier and aux head are dropped)."""
+    source = "the backbone state dict"
     if isinstance(state, (str, Path)):
-        path = Path(state)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights {path} do not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model", state)  # type: ignore[union-attr]
-    head = ("classifier.", "aux_head.")
-    body = {k: v for k, v in state.items() if not k.startswith(head)}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
-    missing, unexpected = sorted(set(own) - set(body)), sorted(set(body) - set(own))
-    mismatched = [k for k in set(own) & set(body) if own[k].shape != body[k].shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(f"backbone weights do not fit this backbone: {len(missing)} missing, {len(unexpected)} "
-                         f"unexpected, {len(mismatched)} wrongly shaped tensors (e.g. {(missing + unexpected + mismatched)[:3]}); "
-                         "were they saved from another architecture or width?")
+        source = str(state)
+        if not Path(state).is_file():
+            raise FileNotFoundError(f"backbone weights {state} do not exist")
+        loaded = read_checkpoint(state)
+        state = loaded.get("model", loaded)
+    body = fit_state_dict(model, state, source=source, target="this backbone", optional=("classifier.", "aux_head."),
+                          hint="were they saved from another architecture or width?")
     model.load_state_dict(body, strict=False)
 
 

@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,8 +20,12 @@ from PIL import Image
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+
+#: What PIL raises for truncated, corrupt or foreign image files.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class CocoFormatError(ValueError):
@@ -106,10 +112,13 @@ class CocoDetection(Dataset):
 
     In training (``train=True``) crowd boxes are ignored and images left without boxes are skipped unless
     ``keep_empty``; degenerate boxes (zero width or height after clipping) are always dropped, counted in the log.
+    An image that fails to decode stops with its file named, or with ``skip_bad_images`` is replaced by the next
+    readable one; the target then carries ``skipped_images`` (how many were passed over) for the training log.
     """
 
     def __init__(self, image_dir: str | Path, ann_file: str | Path, *, train: bool, keep_empty: bool = False,
-                 transforms: Callable | None = None, image_ids: Sequence[int] = ()) -> None:
+                 transforms: Callable | None = None, image_ids: Sequence[int] = (),
+                 skip_bad_images: bool = False) -> None:
         self.image_dir = Path(image_dir)
         data = load_coco_json(ann_file)
         if image_ids:
@@ -122,7 +131,7 @@ class CocoDetection(Dataset):
             raise CocoFormatError(f"image folder {self.image_dir} does not exist")
         self.coco = coco_from_dict(data)
         self.categories = CategoryMap.from_categories(data["categories"])
-        self.train, self.transforms = train, transforms
+        self.train, self.transforms, self.skip_bad_images = train, transforms, skip_bad_images
         missing = [im for im in data["images"] if not (self.image_dir / im["file_name"]).is_file()]
         if missing:
             first = missing[0]
@@ -181,19 +190,51 @@ class CocoDetection(Dataset):
         infos = [self.coco.imgs[i] for i in self.ids]
         return [float(im.get("width", 1) or 1) / float(im.get("height", 1) or 1) for im in infos]
 
+    def _path(self, image_id: int) -> Path:
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image_id = self.ids[index]
-        info = self.coco.imgs[image_id]
-        path = self.image_dir / info["file_name"]
-        try:
-            with Image.open(path) as im:
-                image = pil_to_tensor(im.convert("RGB")).float().div_(255)
-        except OSError as err:
-            raise CocoFormatError(f"cannot read image {path} (image id {image_id}): {err}") from None
+        skipped = 0
+        while True:
+            image_id = self.ids[(index + skipped) % len(self.ids)]
+            path = self._path(image_id)
+            try:
+                with Image.open(path) as im:
+                    image = pil_to_tensor(im.convert("RGB")).float().div_(255)
+                break
+            except _DECODE_ERRORS as err:
+                if not self.skip_bad_images or skipped + 1 >= len(self.ids):
+                    raise CocoFormatError(f"cannot read image {path} (image id {image_id}): {err}. Find every such "
+                                          "image before training with DATA.CHECK_IMAGES true, or skip them while "
+                                          "training with DATA.SKIP_BAD_IMAGES true") from None
+                log.warning("DATA.SKIP_BAD_IMAGES: skipped unreadable image %s (image id %s): %s", path, image_id, err)
+                skipped += 1
         target = {k: v.clone() for k, v in self._targets[image_id].items()}
+        if skipped:
+            target["skipped_images"] = torch.tensor(skipped)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
+
+    def unreadable_images(self, *, rank: int = 0, world_size: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+        """Decode this process's share of every image in the annotation file; one record per failure.
+
+        Threads, because PIL releases the GIL while it decodes.
+        """
+        ids = sorted(self.coco.imgs)[rank::world_size]
+
+        def failure(image_id: int) -> dict[str, Any] | None:
+            try:
+                with Image.open(self._path(image_id)) as im:
+                    im.convert("RGB")
+            except _DECODE_ERRORS as err:
+                return {"image_id": image_id, "file": str(self._path(image_id)), "error": str(err)}
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            results = list(tqdm(pool.map(failure, ids), total=len(ids), desc="check images", disable=not progress,
+                                dynamic_ncols=True))
+        return [r for r in results if r is not None]
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list[torch.Tensor], list[dict]]:

@@ -40,6 +40,11 @@ class DataConfig:
     image_ids: list[int] = field(default_factory=list)
     aspect_ratio_grouping: bool = True
     num_workers: int = 2
+    #: decode every train and val image before training and list all unreadable ones at once
+    check_images: bool = False
+    #: an image that fails to decode during training is replaced by the next one and counted
+    #: (``skipped_images`` in the log and metrics.jsonl); false: stop with the file named
+    skip_bad_images: bool = False
 
 
 @dataclass

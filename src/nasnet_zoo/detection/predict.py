@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 from tqdm import tqdm
 
+from nasnet_zoo.utils.checkpoint import CheckpointError, read_checkpoint
 from nasnet_zoo.utils.io import atomic_write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -88,9 +89,9 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
 
     checkpoint = Path(checkpoint)
     try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, foreign or code-carrying files raise many types
-        raise PredictError(f"{checkpoint} is not a readable tools/train_det.py checkpoint ({err})") from None
+        saved = read_checkpoint(checkpoint, written_by="tools/train_det.py")  # weights only: nothing in it runs
+    except (CheckpointError, FileNotFoundError) as err:
+        raise PredictError(str(err)) from None
     name = saved.get("model_name") if isinstance(saved, dict) else None
     if not name:
         raise PredictError(f"{checkpoint} does not name its detector (no 'model_name'); it is not a "

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-import torch
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 
@@ -44,19 +43,14 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint.
     """
     from nasnet_zoo.config import load_config
+    from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint, read_checkpoint
 
-    from .checkpoint import CheckpointError, load_checkpoint, model_identity
     from .config import DetConfig
-    from .run import build_model
+    from .run import WRITER, build_model
 
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or foreign files raise many types
-        raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint: {err}") from None
-    if not isinstance(saved, dict) or "model" not in saved or "num_classes" not in saved:
+    saved = read_checkpoint(checkpoint, written_by=WRITER)  # weights only: nothing in the file can run
+    if "model" not in saved or "num_classes" not in saved:
         raise CheckpointError(f"{checkpoint} is not a tools/train_det.py checkpoint (needs 'model' and 'num_classes')")
     if config_file is None and (checkpoint.parent / "config.yaml").is_file():
         config_file = checkpoint.parent / "config.yaml"
@@ -65,6 +59,7 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     config.model.backbone_weights = ""  # the checkpoint holds every weight; nothing to fetch
     categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
     model = build_model(config, saved["num_classes"])
-    load_checkpoint(checkpoint, model, model_identity(name, saved["num_classes"], saved.get("categories", categories)))
+    load_checkpoint(checkpoint, model, detector_identity(name, saved["num_classes"], saved.get("categories", categories)),
+                    written_by=WRITER)
     found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
     return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)

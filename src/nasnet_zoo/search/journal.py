@@ -1,19 +1,34 @@
 """``OUTPUT/journal.jsonl``: one durable JSON line per finished child, the search's source of truth.
 
 The journal is append-only and fsynced per child, so a SIGKILL can lose only children still in flight. It also
-serves the de-duplication cache: a genotype already in it is not trained again.
+serves the de-duplication cache: a genotype already in it is not trained again. A torn last line (a kill
+mid-write) is cut on open; a damaged line anywhere else stops the search with the repair command
+(:func:`repair_journal`, ``tools/search.py --output-dir X --repair-journal``).
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..genotypes import Genotype
-from ..utils.io import append_jsonl, read_jsonl
+from ..utils.io import JsonlLineError, append_jsonl, atomic_write_text, read_jsonl
+from .state import STATE_NAME, SearchStateError, load_search_state
 
 JOURNAL_NAME = "journal.jsonl"
+REJECTED_NAME = "journal.rejected.jsonl"
+#: Fields every journal record needs for the report, the de-duplication cache and a replay of the policy.
+REQUIRED_FIELDS = ("genotype", "reward", "decisions", "log_prob")
+
+
+class JournalError(ValueError):
+    """A journal that cannot be read as it is; the message names the line and the repair command."""
+
+
+def repair_command(folder: Path) -> str:
+    return f"python tools/search.py --output-dir {folder} --repair-journal"
 
 
 def genotype_key(genotype: Genotype) -> str:
@@ -38,11 +53,17 @@ class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         _drop_torn_tail(self.path)
-        self.records: list[dict[str, Any]] = read_jsonl(self.path)
+        fix = (f"repair it with `{repair_command(self.path.parent)}` (bad lines move to {REJECTED_NAME}, every "
+               "good line is kept), then --resume")
+        try:
+            self.records: list[dict[str, Any]] = read_jsonl(self.path)
+        except JsonlLineError as err:
+            raise JournalError(f"{self.path}: line {err.line} is not valid JSON; {fix}") from None
         for i, record in enumerate(self.records):
-            if record.get("index") != i:
-                raise ValueError(f"{self.path}: line {i + 1} has index {record.get('index')!r}, expected {i}; "
-                                 "the journal was edited or two searches wrote to the same folder")
+            if not isinstance(record, dict) or record.get("index") != i:
+                found = record.get("index") if isinstance(record, dict) else type(record).__name__
+                raise JournalError(f"{self.path}: line {i + 1} has index {found!r}, expected {i} (the journal was "
+                                   f"edited or two searches wrote to the same folder); {fix}")
         self._by_key = {}
         for record in self.records:
             self._by_key.setdefault(genotype_key(Genotype.from_dict(record["genotype"])), record)
@@ -61,3 +82,81 @@ class Journal:
         self.records.append(record)
         self._by_key.setdefault(key, record)
         return record
+
+
+@dataclass
+class RepairReport:
+    kept: int
+    rejected: list[int]  # 1-based line numbers moved to journal.rejected.jsonl
+    renumbered: bool     # indices were rewritten to 0..kept-1 (lines were removed or indices were off)
+
+
+def _problem(line: str) -> str | None:
+    """Why a journal line cannot be kept, or None for a good record."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        return f"not valid JSON ({err.msg} at column {err.colno})"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record"
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    try:
+        Genotype.from_dict(record["genotype"])
+    except (TypeError, ValueError, KeyError) as err:
+        return f"holds no valid genotype ({err})"
+    return None
+
+
+def repair_journal(folder: str | Path) -> RepairReport:
+    """Move the journal's bad lines to ``journal.rejected.jsonl`` and keep every good one, renumbered in order.
+
+    The rejected lines are appended (with their line number and the reason) and made durable before the journal
+    is rewritten atomically, so a crash in between loses nothing. When good records had to be renumbered (a
+    child's line was lost), the search checkpoint no longer describes the journal: it is moved aside
+    (``search_state.pt.before-repair``) so that ``--resume`` rebuilds the strategy state from the repaired journal.
+    """
+    folder = Path(folder)
+    path = folder / JOURNAL_NAME
+    if not path.is_file():
+        raise JournalError(f"{path} does not exist: nothing to repair")
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            rejected.append({"line": number, "reason": "not UTF-8 text", "text": raw.decode("utf-8", "replace")})
+            continue
+        if not line.strip():
+            continue
+        problem = _problem(line)
+        if problem:
+            rejected.append({"line": number, "reason": problem, "text": line})
+        else:
+            kept.append(json.loads(line))
+    new_index: dict[int, int] = {}
+    for i, record in enumerate(kept):
+        new_index.setdefault(record.get("index", i), i)
+    renumbered = any(record.get("index") != i for i, record in enumerate(kept))
+    for i, record in enumerate(kept):
+        record["index"] = i
+        if "duplicate_of" in record:
+            if record["duplicate_of"] in new_index and new_index[record["duplicate_of"]] < i:
+                record["duplicate_of"] = new_index[record["duplicate_of"]]
+            else:  # the first evaluation was rejected: this record, with its copied reward, stands alone
+                record.pop("duplicate_of")
+    if rejected:
+        for entry in rejected:
+            append_jsonl(folder / REJECTED_NAME, entry)
+    if rejected or renumbered:
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    state = folder / STATE_NAME
+    try:
+        observed = (load_search_state(state) or {}).get("observed", 0)
+    except SearchStateError:
+        observed = 0  # unusable anyway: --resume rebuilds it
+    if renumbered or observed > len(kept):
+        os.replace(state, folder / f"{STATE_NAME}.before-repair")
+    return RepairReport(len(kept), [r["line"] for r in rejected], renumbered)

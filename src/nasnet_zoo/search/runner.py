@@ -6,6 +6,7 @@ journaled, so they are simply proposed again: none is lost or counted twice, and
 """
 from __future__ import annotations
 
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from ..config import dump_config
 from ..utils.metrics import MetricsLogger
+from ..utils.run_lock import RunLock, lock_run_folder
 from .backends import (BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task,
                        check_ray_address, gpu_devices)
 from .child import ChildConfig, ProxyReward, check_search_data
@@ -26,7 +28,7 @@ from .ppo import PPOConfig, PPOStrategy
 from .random_search import RandomStrategy
 from .rewards import ChildResult, OracleReward
 from .space import SearchSpace
-from .state import STATE_NAME, load_search_state, save_search_state
+from .state import STATE_NAME, SearchStateError, load_search_state, rebuild_search_state, save_search_state
 from .strategy import Proposal, SearchStrategy
 
 STRATEGIES = ("ppo", "random")
@@ -134,12 +136,9 @@ class SearchRun:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.progress = progress
-        self.journal = Journal(self.out / JOURNAL_NAME)
-        if len(self.journal) and not resume:
-            raise SearchConfigError(f"{self.out} already holds a search ({len(self.journal)} children); "
-                                    "continue it with --resume or choose another --output-dir")
+        self.lock, self.journal = self._lock_and_open_journal(resume)  # the lock is released when run() ends
         self.strategy = build_strategy(cfg)
-        state = load_search_state(self.out / STATE_NAME) if resume else None
+        state = self._resume_state() if resume else None
         self.resumes = state["resumes"] + 1 if state else int(resume)
         if state:
             self.strategy.load_state_dict(state["strategy"])
@@ -150,6 +149,37 @@ class SearchRun:
         self.latency = LatencyObjective(cfg.latency, self.journal.records) if cfg.latency.enabled else None
         self.metrics = MetricsLogger(self.out, step_key="child")
         dump_config(cfg, self.out / CONFIG_NAME)
+
+    def _lock_and_open_journal(self, resume: bool) -> tuple[RunLock, Journal]:
+        """One writer per folder: take the folder's lock (or raise RunFolderBusy) before reading the journal."""
+        lock = lock_run_folder(self.out)
+        try:
+            journal = Journal(self.out / JOURNAL_NAME)
+            if len(journal) and not resume:
+                raise SearchConfigError(f"{self.out} already holds a search ({len(journal)} children); "
+                                        "continue it with --resume or choose another --output-dir")
+        except BaseException:
+            lock.release()
+            raise
+        return lock, journal
+
+    def _resume_state(self) -> dict[str, Any] | None:
+        """The saved strategy state; when it is missing or unreadable, the state rebuilt from the journal."""
+        path = self.out / STATE_NAME
+        try:
+            state = load_search_state(path)
+        except SearchStateError as err:
+            problem = str(err)
+        else:
+            if state is not None or not len(self.journal):
+                return state
+            problem = f"{path} does not exist"
+        state = rebuild_search_state(self.strategy, self.journal.records)
+        save_search_state(path, state["strategy"], state["observed"], state["resumes"])
+        print(f"--resume: {problem}; rebuilt the search state from the journal instead: replayed its "
+              f"{state['observed']} children into a fresh {self.cfg.strategy} strategy (seed {self.cfg.seed}), "
+              f"{state['updates']} policy updates, and saved it as {path}", file=sys.stderr, flush=True)
+        return state
 
     def _observe(self, record: dict[str, Any]) -> None:
         start = time.perf_counter()
@@ -169,7 +199,7 @@ class SearchRun:
             "genotype": proposal.genotype.to_dict(), "reward": result.reward, "status": result.status,
             "reason": result.reason, "seconds": round(result.seconds, 4), "strategy": self.cfg.strategy,
             "decisions": list(proposal.decisions), "log_prob": proposal.log_prob, "worker": worker,
-            "attempts": attempts, "info": result.info, "time": time.time(),
+            "attempts": attempts, "info": result.info, "time": time.time(), "session": self.resumes,
         }
         if duplicate_of is not None:
             record["duplicate_of"] = duplicate_of
@@ -201,6 +231,7 @@ class SearchRun:
             return self._run()
         finally:
             torch.set_num_threads(threads)
+            self.lock.release()
 
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg

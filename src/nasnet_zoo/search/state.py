@@ -1,7 +1,12 @@
 """The search checkpoint: strategy state (controller, optimizer, baseline, RNG) and how much journal it has seen.
 
 It is rewritten atomically after every policy update. On resume, journal records past ``observed`` are replayed
-into the strategy, so a kill between a journal append and the next checkpoint loses nothing.
+into the strategy, so a kill between a journal append and the next checkpoint loses nothing. The checkpoint is a
+cache of the journal: when it is missing or unreadable, :func:`rebuild_search_state` replays every journaled
+child, in journal order, into a fresh strategy built from the run's seed and config. The policy updates depend
+only on each child's decisions, sampling log-probability and reward, all journaled exactly (JSON floats round
+trip), so the replay reproduces the controller, its Adam state, the baseline and the update count exactly.
+Only the sampling stream is not replayed: every resume reseeds it anyway.
 """
 from __future__ import annotations
 
@@ -11,9 +16,14 @@ from typing import Any
 import torch
 
 from ..utils.io import atomic_torch_save
+from .strategy import SearchStrategy
 
 STATE_NAME = "search_state.pt"
 _VERSION = 1
+
+
+class SearchStateError(ValueError):
+    """A search checkpoint that cannot be read or was written by another version of this code."""
 
 
 def save_search_state(path: str | Path, strategy_state: dict[str, Any], observed: int, resumes: int) -> None:
@@ -22,10 +32,36 @@ def save_search_state(path: str | Path, strategy_state: dict[str, Any], observed
 
 
 def load_search_state(path: str | Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, None when there is none; :class:`SearchStateError` when it is unusable."""
     path = Path(path)
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != _VERSION:
-        raise ValueError(f"{path} has checkpoint version {state.get('version')!r}; this code reads {_VERSION}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt or foreign files raise many types
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise SearchStateError(f"{path} is unreadable ({reason})") from None
+    if not isinstance(state, dict) or state.get("version") != _VERSION:
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise SearchStateError(f"{path} has checkpoint version {found!r}; this code reads {_VERSION}")
     return state
+
+
+def rebuild_search_state(strategy: SearchStrategy, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Replay ``records`` (the journal, in order) into ``strategy``, fresh from the run's seed and config.
+
+    Returns a state like the one :func:`load_search_state` reads, plus ``updates``: the policy updates replayed.
+    One intra-op thread, as the live search runs its controller, so that every update is bitwise the same.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    updates = 0
+    try:
+        for record in records:
+            stats = strategy.observe(tuple(record["decisions"]), record["log_prob"], record["reward"])
+            updates += stats is not None
+    finally:
+        torch.set_num_threads(threads)
+    sessions = [int(r["session"]) for r in records if "session" in r]
+    return {"version": _VERSION, "strategy": strategy.state_dict(), "observed": len(records),
+            "resumes": max(sessions, default=0), "updates": updates}

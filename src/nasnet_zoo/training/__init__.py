@@ -1,7 +1,7 @@
 """Training classifiers: recipes, the training loop, checkpoints, exported weights, retraining searched cells."""
 from __future__ import annotations
 
-from .checkpoint import ArchitectureMismatchError
+from ..utils.checkpoint import ArchitectureMismatchError
 from .config import TrainConfig, recipe_path
 from .engine import evaluate_only, train
 from .export import load_trained

@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from ..config import dump_config
 from ..nasnet import NASNet
+from ..utils import checkpoint as ckpt
 from ..utils.distributed import DistInfo, all_reduce_mean, cleanup_distributed, init_distributed
 from ..utils.metrics import MetricsLogger
+from ..utils.run_lock import is_main_process, lock_run_folder
 from ..utils.seeding import seed_everything
-from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import ClassificationData, build_data, dataset_classes, eval_batches, steps_per_epoch, train_batches
 from .export import export_run, load_weights
@@ -27,6 +28,7 @@ from .model import build_model
 from .optim import build_optimizer, build_scheduler
 
 EVAL_BATCH_SIZE = 100
+WRITER = "tools/train_cls.py"
 
 
 @dataclass
@@ -133,7 +135,8 @@ class Trainer:
         self.metrics = MetricsLogger(self.out, enabled=info.is_main)
 
     def _restore(self) -> None:
-        state = ckpt.load_checkpoint(self.checkpoint_path, self.model)
+        state = ckpt.load_checkpoint(self.checkpoint_path, self.model, ckpt.nasnet_identity(self.model),
+                                     written_by=WRITER, optional=("aux_head.",))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -152,9 +155,11 @@ class Trainer:
             rngs = [None] * self.setup.info.world_size
             dist.all_gather_object(rngs, ckpt.rng_state())
         if self.setup.info.is_main:
-            ckpt.save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer,
-                                 scheduler=self.scheduler, scaler=self.scaler, ema=self.ema, step=step,
-                                 rng_per_rank=rngs)  # type: ignore[arg-type]
+            ckpt.save_checkpoint(self.checkpoint_path, {  # everything to continue at ``step`` as if never stopped
+                "step": step, "architecture": ckpt.nasnet_identity(self.model), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": rngs})
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = self.setup.info
@@ -249,8 +254,11 @@ def _run_context(cfg: TrainConfig) -> Iterator[None]:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
-    """Train (or continue, with ``resume``) the run ``cfg`` describes; returns the final metrics."""
-    with _run_context(cfg):
+    """Train (or continue, with ``resume``) the run ``cfg`` describes; returns the final metrics.
+
+    The output folder is locked first (:mod:`nasnet_zoo.utils.run_lock`): a second run there fails at once.
+    """
+    with lock_run_folder(cfg.output_dir, enabled=is_main_process()), _run_context(cfg):
         return Trainer(cfg, prepare(cfg), resume=resume).run()
 
 
@@ -258,7 +266,7 @@ def evaluate_only(cfg: TrainConfig) -> dict[str, float]:
     """Evaluate ``model.weights`` (or ``model.pretrained``) on the data set's evaluation split."""
     if not cfg.model.weights and not cfg.model.pretrained:
         raise ValueError("--eval-only needs --weights FILE (or --pretrained TAG) to evaluate")
-    with _run_context(cfg):
+    with lock_run_folder(cfg.output_dir, enabled=is_main_process()), _run_context(cfg):
         setup = prepare(cfg)
         result = evaluate(setup.model, setup, cfg)
         MetricsLogger(cfg.output_dir, enabled=setup.info.is_main, tensorboard=False).log(step=0, **result)

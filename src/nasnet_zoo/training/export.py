@@ -19,8 +19,8 @@ from ..genotypes import Genotype
 from ..hub.manifest import FORMAT_VERSION, manifest_entry
 from ..nasnet import NASNet, NASNetConfig
 from ..factory import create_model
+from ..utils.checkpoint import check_identity, fit_state_dict, load_checkpoint, nasnet_identity
 from ..utils.io import atomic_path, atomic_write_json, sha256_file
-from .checkpoint import architecture, check_architecture, load_state_strict
 
 WEIGHTS_NAME = "model_final.safetensors"
 MANIFEST_NAME = "manifest.json"
@@ -30,7 +30,8 @@ SEARCHED_ARCHITECTURE = "nasnet_searched"  # manifest architecture of a genotype
 def save_weights(model: NASNet, path: str | Path, *, registry_name: str | None) -> None:
     """Contiguous CPU tensors in safetensors, with the structure as metadata for load-time checks."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"num_classes": str(model.config.num_classes), "nasnet_zoo.structure": json.dumps(architecture(model))}
+    metadata = {"num_classes": str(model.config.num_classes),
+                "nasnet_zoo.structure": json.dumps(nasnet_identity(model))}
     if registry_name:
         metadata["architecture"] = registry_name
     with atomic_path(path) as tmp:
@@ -82,8 +83,7 @@ def load_weights(model: NASNet, path: str | Path) -> None:
     if path.suffix == ".safetensors":
         state, _, metadata = read_weights_file(path, source="ours")
         structure = metadata.get("nasnet_zoo.structure")
-        check_architecture(architecture(model), json.loads(structure) if structure else None, str(path))
-        load_state_strict(model, state, str(path))
+        check_identity(nasnet_identity(model), json.loads(structure) if structure else None, str(path))
+        model.load_state_dict(fit_state_dict(model, state, source=str(path), optional=("aux_head.",)), strict=False)
     else:
-        from .checkpoint import load_checkpoint
-        load_checkpoint(path, model)
+        load_checkpoint(path, model, nasnet_identity(model), written_by="tools/train_cls.py", optional=("aux_head.",))

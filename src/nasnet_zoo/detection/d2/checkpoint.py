@@ -14,6 +14,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
 from nasnet_zoo import NASNetFeatures, create_model, is_model
+from nasnet_zoo.utils.checkpoint import CheckpointError, fit_state_dict, read_checkpoint
 from nasnet_zoo.utils.io import atomic_torch_save, atomic_write_text
 
 from ..backbones import NASNetBoxHead, NASNetRPNBackbone
@@ -37,30 +38,22 @@ def is_nasnet_classifier_state(state: Mapping[str, Any]) -> bool:
         k.startswith(_CLASSIFIER_PREFIXES) for k in state)
 
 
-def nasnet_to_detectron2(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def nasnet_to_detectron2(model: nn.Module, state: Mapping[str, torch.Tensor], *,
+                         origin: str = "the NASNet state dict") -> dict[str, torch.Tensor]:
     """Rename a NASNet classifier state dict to the keys of ``model``'s NASNet parts.
 
     Every parameter and buffer of those parts must be found with the same shape; the classifier, the aux head
     and cells the detector does not use are left out.
     """
-    renamed: dict[str, torch.Tensor] = {}
-    missing, mismatched = [], []
-    for prefix, module in model.named_modules():
-        if not isinstance(module, NASNET_PARTS):
-            continue
-        for key, target in module.state_dict().items():
-            if key not in state:
-                missing.append(key)
-            elif tuple(state[key].shape) != tuple(target.shape):
-                mismatched.append(f"{key}: {tuple(state[key].shape)} vs {tuple(target.shape)}")
-            else:
-                renamed[f"{prefix}.{key}"] = state[key]
-    if not renamed and not missing:
+    parts = [(prefix, module) for prefix, module in model.named_modules() if isinstance(module, NASNET_PARTS)]
+    if not parts:
         raise ValueError(f"{type(model).__name__} has no NASNet backbone to load classifier weights into")
-    if missing or mismatched:
-        raise ValueError(f"NASNet weights do not fit MODEL.NASNET: {len(missing)} missing (e.g. {missing[:3]}), "
-                         f"{len(mismatched)} of another shape (e.g. {mismatched[:3]}); check MODEL.NASNET.ARCH "
-                         "(or GENOTYPE_FILE, CELLS_PER_STACK, FILTERS) against the weights")
+    renamed: dict[str, torch.Tensor] = {}
+    for prefix, module in parts:
+        fitted = fit_state_dict(module, state, source=origin, target="MODEL.NASNET", allow_unexpected=True,
+                                hint="check MODEL.NASNET.ARCH (or GENOTYPE_FILE, CELLS_PER_STACK, FILTERS) against "
+                                     "the weights")
+        renamed.update({f"{prefix}.{key}": value for key, value in fitted.items()})
     return renamed
 
 
@@ -73,19 +66,27 @@ class NASNetCheckpointer(DetectionCheckpointer):
             return super().load(path, checkpointables)
         self.logger.info(f"[NASNetCheckpointer] loading weight tag {path} through nasnet_zoo.create_model")
         state = create_model(arch, pretrained=path).state_dict()
-        incompatible = self._load_model({"model": nasnet_to_detectron2(self.model, state)})
+        incompatible = self._load_model({"model": nasnet_to_detectron2(self.model, state, origin=path)})
         self._log_incompatible_keys(incompatible)
         return {}
 
     def _load_file(self, filename: str) -> dict[str, Any]:
+        """Weights-only reads (nothing in the file can run code); detectron2's pickle formats are refused."""
         if filename.endswith(".safetensors"):
             from safetensors.torch import load_file
-            loaded = {"model": load_file(filename)}
+            loaded: dict[str, Any] = {"model": load_file(filename)}
+        elif filename.endswith(".pkl"):
+            raise CheckpointError(f"refused to load {filename}: .pkl files are Python pickles, and unpickling can run "
+                                  "code. Convert it once, in a session you trust, to a .pth of tensors "
+                                  "(torch.save({'model': state_dict}, NEW.pth)) and load that")
         else:
-            loaded = super()._load_file(filename)
+            loaded = read_checkpoint(filename, written_by="detectron2")
+            if "model" not in loaded:
+                loaded = {"model": loaded}
+            loaded["matching_heuristics"] = True  # as detectron2 reads native .pth files
         if is_nasnet_classifier_state(loaded["model"]):
             self.logger.info(f"[NASNetCheckpointer] {filename} holds NASNet classifier weights: loading the backbone")
-            return {"model": nasnet_to_detectron2(self.model, loaded["model"])}
+            return {"model": nasnet_to_detectron2(self.model, loaded["model"], origin=filename)}
         return loaded
 
     def save(self, name: str, **kwargs: Any) -> None:
