@@ -6,6 +6,7 @@ BatchNorm statistics are taken from real images first so that logits are O(1) an
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,21 @@ def test_cli_exports_verifies_and_benchmarks(exported: dict) -> None:
     assert exported["rc"] == 0
     assert report["parity"]["ok"] and len(report["parity"]["cases"]) == 6  # the given image + 5 built-in cases
     assert all(c["max |diff|"] <= 1e-4 for c in report["parity"]["cases"])
-    assert report["speed"]["onnxruntime_ms"] > 0 and report["speed"]["pytorch_eager_ms"] > 0
+    speed = report["speed"]
+    assert (speed["runs"], speed["inputs"]) == (1, 1)  # --benchmark 1 over the one --verify photo
+    assert speed["speedup"] == pytest.approx(speed["pytorch_eager_ms"] / speed["onnxruntime_ms"])
     assert report["providers"] == ["CPUExecutionProvider"]
+
+
+def test_benchmark_reports_milliseconds_per_input() -> None:
+    calls = []
+
+    def takes_50_ms(x: str) -> None:
+        calls.append(x)
+        time.sleep(0.05)
+    ms = cli.mean_ms(takes_50_ms, ["a", "b"], runs=2)
+    assert calls == ["a", "b"] * 3  # one warm-up pass, then two timed passes
+    assert 50.0 <= ms < 100.0       # per input (the 4 timed calls together take over 200 ms)
 
 
 def test_file_metadata_and_checker(exported: dict) -> None:

@@ -78,7 +78,9 @@ def test_cli_export_parity_with_and_without_detections(exported: dict) -> None:
     assert cases["blank 480x640"]["torch dets"] == cases["blank 480x640"]["onnx dets"] == 0
     with_dets = [c for c in cases.values() if c["torch dets"] > 0]
     assert len(with_dets) >= 3 and all(c["max box diff"] <= 1e-2 and c["max score diff"] <= 1e-4 for c in with_dets)
-    assert exported["report"]["speed"]["speedup"] > 0
+    speed = exported["report"]["speed"]
+    assert (speed["runs"], speed["inputs"]) == (1, 1)  # --benchmark 1 over the one --verify photo
+    assert speed["speedup"] == pytest.approx(speed["pytorch_eager_ms"] / speed["onnxruntime_ms"])
 
 
 def test_file_metadata_and_dynamic_size(exported: dict) -> None:
