@@ -184,7 +184,9 @@ def test_train_resume_and_eval_on_coco_tiny(coco_tiny: Path, tmp_path: Path) -> 
     assert all(math.isfinite(r[k]) for r in losses for k in r if k.startswith("loss_"))
     trained = json.loads((out / "eval_results.json").read_text())["bbox"]
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(trained)
-    assert all(0.0 <= trained[k] <= 100.0 for k in ("AP", "AP50"))
+    # COCO's orderings (AP averages IoU 0.5..0.95, so it cannot beat AP50; AP50 counts every AP75 match):
+    # a mislabelled or reordered result breaks them whatever 3 iterations learnt
+    assert trained["AP50"] >= trained["AP"] and trained["AP50"] >= trained["AP75"]
 
     main(val + ["--config-file", str(DEMO), "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth")] + common)
     assert json.loads((out / "eval_results.json").read_text())["bbox"] == pytest.approx(trained, nan_ok=True)
