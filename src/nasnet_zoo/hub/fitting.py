@@ -18,6 +18,7 @@ from torch import nn
 from ..genotypes import NASNET_A
 from ..models.nasnet_a import CONFIGS
 from ..nasnet import NASNet, NASNetConfig
+from ..utils.checkpoint import fit_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,11 @@ def fit_heads(state: Mapping[str, torch.Tensor], model: nn.Module, *, origin: st
 
 
 def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str, model_name: str) -> None:
-    """Explain what does not fit; an absent auxiliary head or a classifier of another size is fine."""
+    """Explain what does not fit, in the wording of every loader (:func:`nasnet_zoo.utils.checkpoint.fit_state_dict`,
+    a ValueError); an absent auxiliary head or a classifier of another size is fine."""
     own = model.state_dict()
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                  for k, v in state.items() if k in own and own[k].shape != v.shape and not k.startswith(HEAD_PREFIXES)]
-    unexpected = [k for k in state if k not in own and not k.startswith(HEAD_PREFIXES)]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(HEAD_PREFIXES)]
-    if mismatched or unexpected or missing:
-        raise ValueError(f"{origin} does not fit {model_name}{_identify(state, model_name)}: {len(mismatched)} shape "
-                         f"mismatches {mismatched[:3]}, {len(missing)} missing {missing[:3]}, {len(unexpected)} "
-                         f"unexpected {unexpected[:3]}")
+    fit_state_dict(model, state, source=origin, target=model_name, optional=HEAD_PREFIXES,
+                   hint=lambda: _identify(state, model_name).removeprefix("; "))
     if any(k.startswith("aux_head.") for k in own) and not any(k.startswith("aux_head.") for k in state):
         log.info("%s carries no auxiliary head; it keeps its random init (it only matters in training)", origin)
 
