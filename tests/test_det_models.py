@@ -194,7 +194,8 @@ def test_build_part_allocates_only_the_part_and_initialises_it():
     assert list(part.state_dict()) == list(reference.state_dict())
     assert all(not t.is_meta for t in _reachable_tensors(part))
     bn = part.cells["cell_17"].pre0.bn
-    assert torch.equal(bn.running_var, torch.ones_like(bn.running_var)) and torch.equal(bn.weight, torch.ones_like(bn.weight))
+    assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight))
     conv, ref_conv = part.cells["cell_17"].pre0.conv.weight, reference.cells["cell_17"].pre0.conv.weight
     assert 0.5 < conv.std() / ref_conv.std() < 2  # the constructor's init, not zeros or uninitialised memory
 

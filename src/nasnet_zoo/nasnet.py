@@ -111,8 +111,8 @@ def _plan_cells(config: NASNetConfig) -> list[_CellPlan]:
     rate = config.filter_scaling_rate
 
     def add(name: str, reduction: bool, prev: int | None, scaling: float, endpoint: str) -> None:
-        plans.append(_CellPlan(name, reduction, outputs[-1], prev, int(config.num_conv_filters * scaling),  # type: ignore[arg-type]
-                               endpoint))
+        filters = int(config.num_conv_filters * scaling)
+        plans.append(_CellPlan(name, reduction, outputs[-1], prev, filters, endpoint))  # type: ignore[arg-type]
         outputs.append(len(plans))
 
     if config.stem == "imagenet":
