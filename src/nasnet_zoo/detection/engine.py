@@ -16,19 +16,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
+from nasnet_zoo.utils.checkpoint import CHECKPOINT_NAME, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nasnet_zoo.utils.distributed import DistInfo, all_reduce_mean
 from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.metrics import MetricsLogger
 
-from .checkpoint import CHECKPOINT_NAME, FINAL_NAME, rng_state, save_checkpoint, set_rng_state
 from .coco import CocoDetection, collate
 from .config import SolverConfig
 from .evaluate import coco_evaluate, format_metrics, predict
-from .precise_bn import recompute_bn_stats
 from .samplers import GroupedBatchSampler, aspect_ratio_groups
 from .visualize import save_visualizations
 
 log = logging.getLogger(__name__)
+
+FINAL_NAME = "model_final.pth"  # the trained detector's weights (and identity), for --eval-only and export
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
@@ -109,23 +110,9 @@ def make_train_state(model: nn.Module, solver: SolverConfig, device: torch.devic
 
 def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, device: torch.device,
           dist_info: DistInfo, output_dir: Path, identity: dict[str, Any], seed: int = 0, num_workers: int = 0,
-          grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0,
-          precise_bn_iters: int = 0) -> None:
-    """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations.
-
-    ``precise_bn_iters`` > 0: BatchNorm statistics are recomputed over that many training batches
-    (:mod:`.precise_bn`) before each evaluation and before the final weights are saved.
-    """
+          grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0) -> None:
+    """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations."""
     model = state.model
-
-    def refresh_bn_stats() -> None:
-        if precise_bn_iters > 0:
-            sampler = InfiniteBatches(dataset, solver.ims_per_batch, dist_info, seed + state.iteration, grouping)
-            batches = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
-            if recompute_bn_stats(model, (images for images, _ in batches), precise_bn_iters, device):
-                log.info("PreciseBN: BatchNorm statistics recomputed over %d batches at iteration %d",
-                         precise_bn_iters, state.iteration)
-
     ddp = DistributedDataParallel(model) if dist_info.distributed else model
     batches = InfiniteBatches(dataset, solver.ims_per_batch, dist_info, seed, grouping, start=state.iteration)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate,
@@ -138,6 +125,7 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
                dynamic_ncols=True)
     started, start_iter = time.perf_counter(), state.iteration
     data = iter(loader)
+    skipped_images = 0  # DATA.SKIP_BAD_IMAGES: unreadable images replaced in this process's batches
     if state.rng is not None:
         set_rng_state(state.rng)
         state.rng = None
@@ -145,6 +133,7 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
         for images, targets in data:
             if state.iteration >= solver.max_iter:
                 break
+            skipped_images += sum(int(t.pop("skipped_images", 0)) for t in targets)
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
             with torch.autocast(device_type=device.type, enabled=use_amp):
@@ -173,28 +162,30 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
             if state.iteration % solver.log_period == 0 or state.iteration == solver.max_iter or state.iteration == 1:
                 elapsed = time.perf_counter() - started
                 per_iter = elapsed / (state.iteration - start_iter)
+                skips = {}
+                if dataset.skip_bad_images:  # every rank reaches this line at the same iteration
+                    count = all_reduce_mean(torch.tensor(float(skipped_images), device=device)) * dist_info.world_size
+                    skips["skipped_images"] = int(round(float(count)))
                 logger.log(iter=state.iteration, loss=total, lr=lr, **reduced, time_per_iter=per_iter,
-                           eta_seconds=per_iter * (solver.max_iter - state.iteration))
+                           eta_seconds=per_iter * (solver.max_iter - state.iteration), **skips)
             if state.iteration % solver.checkpoint_period == 0 and state.iteration < solver.max_iter \
                     and dist_info.is_main:
-                save_checkpoint(checkpoint, model, identity, **state.checkpoint_extra())
+                save_checkpoint(checkpoint, {"model": model.state_dict(), **identity, **state.checkpoint_extra()})
             if eval_hook is not None and eval_period and state.iteration % eval_period == 0 \
                     and state.iteration < solver.max_iter:
-                refresh_bn_stats()
                 eval_hook(state.iteration)
                 model.train()
     finally:
         bar.close()
         logger.close()
-    refresh_bn_stats()
     if dist_info.is_main:
-        save_checkpoint(checkpoint, model, identity, **state.checkpoint_extra())
-        save_checkpoint(output_dir / FINAL_NAME, model, identity, iteration=state.iteration)
+        save_checkpoint(checkpoint, {"model": model.state_dict(), **identity, **state.checkpoint_extra()})
+        save_checkpoint(output_dir / FINAL_NAME, {"model": model.state_dict(), **identity, "iteration": state.iteration})
 
 
 def _checkpoint_iter(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False).get("iteration", "?")
+        return read_checkpoint(path).get("iteration", "?")
     except Exception:  # only used to word an error message
         return "?"
 

@@ -10,20 +10,24 @@ import torch
 
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.genotypes import Genotype
+from nasnet_zoo.utils.checkpoint import detector_identity, find_checkpoint, load_checkpoint
 from nasnet_zoo.utils.distributed import DistInfo, cleanup_distributed, init_distributed
+from nasnet_zoo.utils.io import atomic_write_json
+from nasnet_zoo.utils.run_lock import is_main_process, lock_run_folder
 from nasnet_zoo.utils.seeding import seed_everything
 
 from .builders import build_detector
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, model_identity
-from .coco import CocoDetection
+from .coco import CocoDetection, CocoFormatError
 from .config import DetConfig
 from .demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
 from .engine import evaluate_and_report, make_train_state, train
-from .norms import check_norm_runtime, small_batch_warning
 from .transforms import RandomHorizontalFlip
 
 log = logging.getLogger(__name__)
+
+WRITER = "tools/train_det.py"
+BAD_IMAGES_NAME = "bad_images.json"
 
 
 def uses_demo_data(cfg: DetConfig) -> bool:
@@ -74,20 +78,10 @@ def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
     weights = cfg.model.backbone_weights or None
     sizes = list(cfg.input.min_size)
     return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
-                          backbone_args=dict(cfg.model.backbone_args), norm=cfg.model.norm,
-                          gn_groups=cfg.model.gn_groups,
+                          backbone_args=dict(cfg.model.backbone_args), frozen_bn=cfg.model.frozen_bn,
                           trainable_stages=cfg.model.trainable_stages,
                           min_size=sizes if len(sizes) > 1 else sizes[0], max_size=cfg.input.max_size,
                           box_detections_per_img=cfg.test.detections_per_img, **options)
-
-
-def _warn_about_norm(cfg: DetConfig, dist_info: DistInfo) -> None:
-    """One line each for the two norm settings whose eval-mode results mislead: small-batch BN, and FrozenBN
-    over untrained statistics (no normalisation at all)."""
-    small_batch_warning(cfg.model.norm, cfg.solver.ims_per_batch, dist_info.world_size)
-    if cfg.model.norm == "FrozenBN" and not cfg.model.backbone_weights:
-        log.warning("MODEL.NORM FrozenBN without MODEL.BACKBONE_WEIGHTS freezes untrained statistics (mean 0, "
-                    "variance 1): the backbone trains without normalisation. MODEL.NORM GN is the from-scratch setting")
 
 
 def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None) -> dict[str, float]:
@@ -95,11 +89,36 @@ def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weight
     cfg.validate()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    dist_info, device = init_distributed(cfg.device)
-    try:
-        return _run(cfg, dist_info, device, resume, eval_only, weights)
-    finally:
-        cleanup_distributed()
+    with lock_run_folder(cfg.output_dir, enabled=is_main_process()):  # one run per folder; raises RunFolderBusy
+        dist_info, device = init_distributed(cfg.device)
+        try:
+            return _run(cfg, dist_info, device, resume, eval_only, weights)
+        finally:
+            cleanup_distributed()
+
+
+def check_images(datasets: list[CocoDetection], output_dir: Path, dist_info: DistInfo) -> None:
+    """DATA.CHECK_IMAGES: decode every image (each process a share), then name all unreadable ones at once."""
+    bad: list[dict[str, Any]] = []
+    for dataset in datasets:
+        bad += dataset.unreadable_images(rank=dist_info.rank, world_size=dist_info.world_size,
+                                         progress=dist_info.is_main)
+    if dist_info.distributed:
+        shares: list[Any] = [None] * dist_info.world_size
+        torch.distributed.all_gather_object(shares, bad)
+        bad = [b for share in shares for b in share]
+    if not bad:
+        if dist_info.is_main:
+            print(f"DATA.CHECK_IMAGES: all {sum(len(d.coco.imgs) for d in datasets)} images decode", flush=True)
+        return
+    listing = output_dir / BAD_IMAGES_NAME
+    if dist_info.is_main:
+        atomic_write_json(listing, bad)
+    shown = "\n".join(f"  {b['file']} (image id {b['image_id']}): {b['error']}" for b in bad[:50])
+    more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
+    raise CocoFormatError(f"DATA.CHECK_IMAGES: {len(bad)} images cannot be decoded (all listed in {listing}):\n"
+                          f"{shown}{more}\nReplace or remove them (drop them from the annotation file, or list the "
+                          "good ids in DATA.IMAGE_IDS), or set DATA.SKIP_BAD_IMAGES true to skip them while training")
 
 
 def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool, eval_only: bool,
@@ -118,38 +137,37 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     train_set = None
     if not eval_only:
         train_set = CocoDetection(cfg.data.train_images, cfg.data.train_ann, train=True,
-                                  keep_empty=cfg.data.keep_empty,
+                                  keep_empty=cfg.data.keep_empty, skip_bad_images=cfg.data.skip_bad_images,
                                   transforms=RandomHorizontalFlip(cfg.input.hflip_prob), image_ids=subset)
+    if cfg.data.check_images:
+        check_images([d for d in (train_set, val) if d is not None], output_dir, dist_info)
     reference = train_set or val
     assert reference is not None  # validate() guarantees one of them
     if val is not None and train_set is not None and val.categories.coco_ids != train_set.categories.coco_ids:
         raise ValueError(f"train and val annotation files list different categories ({len(train_set.categories.coco_ids)}"
                          f" vs {len(val.categories.coco_ids)}); use files from the same dataset")
     categories = reference.categories
-    identity = model_identity(cfg.model.name, categories.num_classes, list(categories.coco_ids))
-    check_norm_runtime(cfg.model.norm, device, dist_info.world_size)
+    identity = detector_identity(cfg.model.name, categories.num_classes, list(categories.coco_ids))
     model = build_model(cfg, categories.num_classes).to(device)
-    if not eval_only and dist_info.is_main:
-        _warn_about_norm(cfg, dist_info)
     if dist_info.is_main:
         dump_config(cfg, output_dir / "config.yaml")
 
     if eval_only:
-        load_checkpoint(weights, model, identity)  # type: ignore[arg-type]
+        load_checkpoint(weights, model, identity, written_by=WRITER)  # type: ignore[arg-type]
         if val is None:
             raise ValueError("--eval-only needs --val-images and --val-ann")
         return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
                                    vis=cfg.test.vis, vis_score_thresh=cfg.test.vis_score_thresh)
 
     state = make_train_state(model, cfg.solver, device)
-    checkpoint = output_dir / CHECKPOINT_NAME
-    if resume and checkpoint.is_file():
-        state.restore(load_checkpoint(checkpoint, model, identity))
+    checkpoint = find_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        state.restore(load_checkpoint(checkpoint, model, identity, written_by=WRITER))
         print(f"resumed from {checkpoint} at iteration {state.iteration}", flush=True)
     elif resume:
         print(f"--resume: no checkpoint in {output_dir}, starting from iteration 0", flush=True)
     elif weights:
-        load_checkpoint(weights, model, identity)
+        load_checkpoint(weights, model, identity, written_by=WRITER)
 
     def eval_hook(iteration: int) -> None:
         if val is not None:
@@ -159,8 +177,7 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     assert train_set is not None
     train(state, train_set, cfg.solver, device=device, dist_info=dist_info, output_dir=output_dir, identity=identity,
           seed=cfg.seed, num_workers=cfg.data.num_workers, grouping=cfg.data.aspect_ratio_grouping,
-          eval_hook=eval_hook, eval_period=cfg.test.eval_period,
-          precise_bn_iters=cfg.test.precise_bn.num_iter if cfg.test.precise_bn.enabled else 0)
+          eval_hook=eval_hook, eval_period=cfg.test.eval_period)
     if val is None:
         return {}
     return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
