@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import tf_oracle
+from embedded_data import write_digits_as_cifar
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "tf-slim"
@@ -44,6 +45,16 @@ def coco_tiny(test_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def cifar_dir(test_data: Path) -> Path:
     return _data_folder(test_data / "cifar-10-subset" / "cifar-10-batches-py")
+
+
+@pytest.fixture(scope="session")
+def cifar_or_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CIFAR-10-layout folder of real images: the cifar-10-subset where NASNET_ZOO_TEST_DATA is set (CI),
+    else scikit-learn's bundled digit scans in that layout, so a plain clone runs the test too."""
+    root = os.environ.get("NASNET_ZOO_TEST_DATA")
+    if root:
+        return _data_folder(Path(root) / "cifar-10-subset" / "cifar-10-batches-py")
+    return write_digits_as_cifar(tmp_path_factory.mktemp("digits") / "cifar-10-batches-py", train=1500, test=290)
 
 
 def no_full_tf_fixture(path: Path) -> str:

@@ -1,4 +1,8 @@
-"""Child training and the work queues on real CIFAR-10: local processes, Ray, worker deaths, SIGKILL + resume."""
+"""Child training and the work queues: local processes, Ray, worker deaths, SIGKILL + resume.
+
+Children train on the real CIFAR-10 subset where NASNET_ZOO_TEST_DATA is set, else on scikit-learn's digit scans
+in CIFAR's layout (``cifar_or_digits``), so a plain clone runs them too.
+"""
 from __future__ import annotations
 
 import json
@@ -43,8 +47,8 @@ def test_proxy_data_holds_validation_out_of_the_training_batches(cifar_dir):
     assert not any(x.numpy().tobytes() in train for x in data.val_x)
 
 
-def test_child_trains_and_failures_give_reward_zero_with_the_reason(cifar_dir):
-    data = ProxyData.load(cifar_dir, tiny_child_config())
+def test_child_trains_and_failures_give_reward_zero_with_the_reason(cifar_or_digits):
+    data = ProxyData.load(cifar_or_digits, tiny_child_config())
     ok = train_child(NASNET_A, data, tiny_child_config(), seed=0)
     again = train_child(NASNET_A, data, tiny_child_config(), seed=0)
     assert ok.status == "ok" and ok.info["params"] > 0
@@ -102,15 +106,15 @@ def _check_proxy_journal(cfg: SearchConfig) -> list[dict]:
     return records
 
 
-def test_proxy_search_on_two_local_workers(tmp_path, cifar_dir):
-    cfg = _proxy_config(tmp_path, cifar_dir, "local", 4)
+def test_proxy_search_on_two_local_workers(tmp_path, cifar_or_digits):
+    cfg = _proxy_config(tmp_path, cifar_or_digits, "local", 4)
     SearchRun(cfg, progress=False).run()
     records = _check_proxy_journal(cfg)
     assert {r["worker"] for r in records} <= {"local-0", "local-1"} and len({r["worker"] for r in records}) == 2
 
 
 @pytest.mark.slow
-def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cifar_dir):
+def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cifar_or_digits):
     ray = pytest.importorskip("ray")
     # a local Ray with 2 workers that can import this test module (for DiesOnce)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -125,7 +129,7 @@ def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cif
         outcomes.sort(key=lambda o: o.task_id)
         assert [(o.result.status, o.attempts) for o in outcomes] == [("ok", 2), ("worker_died", 2)]
 
-        cfg = _proxy_config(tmp_path, cifar_dir, "ray", 4)  # uses the Ray started above, shuts it down at the end
+        cfg = _proxy_config(tmp_path, cifar_or_digits, "ray", 4)  # uses the Ray started above, shuts it down at the end
         SearchRun(cfg, progress=False).run()
         _check_proxy_journal(cfg)
     finally:

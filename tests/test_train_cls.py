@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from embedded_data import write_digits_as_cifar
 from nasnet_zoo import NASNET_A, GenotypeError, create_model
 from nasnet_zoo.config import load_config
 from nasnet_zoo.data.cifar import CifarLayoutError
@@ -234,26 +235,6 @@ def test_retrain_top_ranks_a_journal(fake_cifar, tmp_path):
     assert "winner: the search's rank-" in format_ranking(rows)
     rebuilt = load_trained(rows[0]["output_dir"])
     assert rebuilt.genotype.to_dict()["normal"] == rows[0]["genotype"]["normal"]
-
-
-def write_digits_as_cifar(root: Path, train: int = 640, test: int = 200) -> Path:
-    """scikit-learn's bundled handwritten digits (real scans, 10 classes) upscaled to 32x32 grey-as-RGB, in
-    CIFAR-10's pickle layout: real images that every clone has."""
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    order = np.random.default_rng(0).permutation(len(digits.target))
-    images = torch.from_numpy(digits.images[order] / 16.0).float()[:, None]
-    images = torch.nn.functional.interpolate(images, size=32, mode="bilinear").repeat(1, 3, 1, 1)
-    pixels = (images * 255).round().clamp(0, 255).to(torch.uint8).numpy().reshape(-1, 3072)
-    labels = digits.target[order].tolist()
-    root.mkdir(parents=True)
-    per = train // 5
-    for i in range(5):
-        with open(root / f"data_batch_{i + 1}", "wb") as f:
-            pickle.dump({b"data": pixels[i * per:(i + 1) * per], b"labels": labels[i * per:(i + 1) * per]}, f)
-    with open(root / "test_batch", "wb") as f:
-        pickle.dump({b"data": pixels[-test:], b"labels": labels[-test:]}, f)
-    return root
 
 
 @pytest.mark.slow
