@@ -10,13 +10,13 @@ from .features import FeatureInfo, NASNetFeatures
 from .genotypes import NASNET_A, OPS, Block, CellGenotype, Genotype, GenotypeError
 from .inference import optimize_for_inference
 from .layers.drop_path import ScheduledDropPath, set_drop_path_progress
-from .nasnet import NASNet, NASNetConfig, build_nasnet
+from .nasnet import CellRange, NASNet, NASNetConfig, NASNetTrunk, build_nasnet
 from .factory import create_model, list_models
 from .registry import is_model, register_model
 
 __all__ = [
-    "Block", "Cell", "CellGenotype", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
-    "NASNetConfig", "NASNetFeatures", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict",
+    "Block", "Cell", "CellGenotype", "CellRange", "FeatureInfo", "Genotype", "GenotypeError", "NASNET_A", "NASNet",
+    "NASNetConfig", "NASNetFeatures", "NASNetTrunk", "OPS", "ScheduledDropPath", "build_nasnet", "convert_state_dict",
     "create_model", "is_model", "list_models", "optimize_for_inference", "register_model",
     "set_drop_path_progress", "__version__",
 ]
