@@ -147,7 +147,7 @@ def test_detector_fits_real_coco_boxes(coco_tiny, tmp_path):
         "DATA.TRAIN_IMAGES", images, "DATA.TRAIN_ANN", ann, "DATA.VAL_IMAGES", images, "DATA.VAL_ANN", ann,
         "DATA.IMAGE_IDS", "[114694, 180232]", "DATA.NUM_WORKERS", "0", "THREADS", "1",
         "MODEL.BACKBONE_ARGS", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5, bn_momentum: 0.1}",
-        "MODEL.FROZEN_BN", "false", "MODEL.TRAINABLE_STAGES", "4",
+        "MODEL.FROZEN_BN", "false", "MODEL.TRAINABLE_STAGES", "4", "TEST.PRECISE_BN.NUM_ITER", "4",
         "MODEL.OPTIONS", "{fpn_channels: 32, box_head_dim: 64, box_batch_size_per_image: 32}",
         "INPUT.MIN_SIZE", "[128]", "INPUT.MAX_SIZE", "128", "INPUT.HFLIP_PROB", "0.0",
         "SOLVER.MAX_ITER", "40", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.02", "SOLVER.WARMUP_ITERS", "5",

@@ -1,8 +1,13 @@
 """Run configuration of ``tools/train_det.py`` (YAML in ``configs/det/`` + ``KEY VALUE`` overrides)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from .norms import check_norm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -14,7 +19,12 @@ class ModelConfig:
     backbone_args: dict[str, Any] = field(default_factory=dict)
     #: JSON file of a searched genotype, for the generic ``fasterrcnn_nasnet_fpn`` / ``_nas`` builders
     genotype: str = ""
-    frozen_bn: bool = True
+    #: FrozenBN (pretrained weights), BN, SyncBN (DDP on GPUs) or GN (from scratch); see detection/norms.py
+    norm: str = "FrozenBN"
+    #: GroupNorm groups: a layer of C channels gets the largest divisor of C that is <= GN_GROUPS
+    gn_groups: int = 32
+    #: deprecated spelling of NORM: true = FrozenBN, false = BN (read into NORM, then cleared)
+    frozen_bn: bool | None = None
     trainable_stages: int = 3
     #: other ``build_detector`` options (fpn_channels, anchor_sizes, box_head_dim, box_batch_size_per_image, ...)
     options: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +76,17 @@ class SolverConfig:
 
 
 @dataclass
+class PreciseBNConfig:
+    #: recompute BatchNorm statistics before each evaluation and the final save; acts only when BN trains
+    #: (MODEL.NORM BN or SyncBN)
+    enabled: bool = True
+    num_iter: int = 200  # training batches per recomputation
+
+
+@dataclass
 class TestConfig:
     eval_period: int = 0  # 0: evaluate at the end only
+    precise_bn: PreciseBNConfig = field(default_factory=PreciseBNConfig)
     vis: int = 0  # number of val images to draw
     vis_score_thresh: float = 0.5
     detections_per_img: int = 100
@@ -103,6 +122,12 @@ class DetConfig:
     threads: int = 0
 
     def validate(self) -> None:
+        self._read_frozen_bn()
+        self.model.norm = check_norm(self.model.norm)
+        if self.model.gn_groups < 1:
+            raise ValueError(f"MODEL.GN_GROUPS must be >= 1, got {self.model.gn_groups}")
+        if self.test.precise_bn.num_iter < 0:
+            raise ValueError(f"TEST.PRECISE_BN.NUM_ITER must be >= 0, got {self.test.precise_bn.num_iter}")
         if self.solver.lr_schedule not in ("step", "cosine"):
             raise ValueError(f"SOLVER.LR_SCHEDULE must be 'step' or 'cosine', got {self.solver.lr_schedule!r}")
         if self.solver.max_iter < 1 or self.solver.ims_per_batch < 1:
@@ -114,3 +139,18 @@ class DetConfig:
             raise ValueError("give both --train-images and --train-ann (or neither, for the embedded demo data)")
         if any(given[2:]) and not all(given[2:]):
             raise ValueError("give both --val-images and --val-ann")
+
+    def _read_frozen_bn(self) -> None:
+        """Map the deprecated MODEL.FROZEN_BN onto MODEL.NORM (true: FrozenBN, false: BN unless NORM says)."""
+        frozen = self.model.frozen_bn
+        if frozen is None:
+            return
+        if not isinstance(frozen, bool):
+            raise ValueError(f"MODEL.FROZEN_BN: expected true/false, got {frozen!r}")
+        norm = check_norm(self.model.norm)
+        if frozen and norm != "FrozenBN":
+            raise ValueError(f"MODEL.FROZEN_BN true contradicts MODEL.NORM {norm}; drop MODEL.FROZEN_BN (deprecated)")
+        if not frozen and norm == "FrozenBN":
+            self.model.norm = "BN"
+        log.warning("MODEL.FROZEN_BN is deprecated; read as MODEL.NORM %s (set MODEL.NORM instead)", self.model.norm)
+        self.model.frozen_bn = None

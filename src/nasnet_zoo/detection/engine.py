@@ -24,6 +24,7 @@ from nasnet_zoo.utils.metrics import MetricsLogger
 from .coco import CocoDetection, collate
 from .config import SolverConfig
 from .evaluate import coco_evaluate, format_metrics, predict
+from .precise_bn import recompute_bn_stats
 from .samplers import GroupedBatchSampler, aspect_ratio_groups
 from .visualize import save_visualizations
 
@@ -110,9 +111,23 @@ def make_train_state(model: nn.Module, solver: SolverConfig, device: torch.devic
 
 def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, device: torch.device,
           dist_info: DistInfo, output_dir: Path, identity: dict[str, Any], seed: int = 0, num_workers: int = 0,
-          grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0) -> None:
-    """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations."""
+          grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0,
+          precise_bn_iters: int = 0) -> None:
+    """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations.
+
+    ``precise_bn_iters`` > 0: BatchNorm statistics are recomputed over that many training batches
+    (:mod:`.precise_bn`) before each evaluation and before the final weights are saved.
+    """
     model = state.model
+
+    def refresh_bn_stats() -> None:
+        if precise_bn_iters > 0:
+            sampler = InfiniteBatches(dataset, solver.ims_per_batch, dist_info, seed + state.iteration, grouping)
+            batches = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
+            if recompute_bn_stats(model, (images for images, _ in batches), precise_bn_iters, device):
+                log.info("PreciseBN: BatchNorm statistics recomputed over %d batches at iteration %d",
+                         precise_bn_iters, state.iteration)
+
     ddp = DistributedDataParallel(model) if dist_info.distributed else model
     batches = InfiniteBatches(dataset, solver.ims_per_batch, dist_info, seed, grouping, start=state.iteration)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate,
@@ -173,11 +188,13 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
                 save_checkpoint(checkpoint, {"model": model.state_dict(), **identity, **state.checkpoint_extra()})
             if eval_hook is not None and eval_period and state.iteration % eval_period == 0 \
                     and state.iteration < solver.max_iter:
+                refresh_bn_stats()
                 eval_hook(state.iteration)
                 model.train()
     finally:
         bar.close()
         logger.close()
+    refresh_bn_stats()
     if dist_info.is_main:
         save_checkpoint(checkpoint, {"model": model.state_dict(), **identity, **state.checkpoint_extra()})
         save_checkpoint(output_dir / FINAL_NAME, {"model": model.state_dict(), **identity, "iteration": state.iteration})

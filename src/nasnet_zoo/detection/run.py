@@ -22,6 +22,7 @@ from .config import DetConfig
 from .demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
 from .engine import evaluate_and_report, make_train_state, train
+from .norms import check_norm_runtime, small_batch_warning
 from .transforms import RandomHorizontalFlip
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,20 @@ def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
     weights = cfg.model.backbone_weights or None
     sizes = list(cfg.input.min_size)
     return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
-                          backbone_args=dict(cfg.model.backbone_args), frozen_bn=cfg.model.frozen_bn,
+                          backbone_args=dict(cfg.model.backbone_args), norm=cfg.model.norm,
+                          gn_groups=cfg.model.gn_groups,
                           trainable_stages=cfg.model.trainable_stages,
                           min_size=sizes if len(sizes) > 1 else sizes[0], max_size=cfg.input.max_size,
                           box_detections_per_img=cfg.test.detections_per_img, **options)
+
+
+def _warn_about_norm(cfg: DetConfig, dist_info: DistInfo) -> None:
+    """One line each for the two norm settings whose eval-mode results mislead: small-batch BN, and FrozenBN
+    over untrained statistics (no normalisation at all)."""
+    small_batch_warning(cfg.model.norm, cfg.solver.ims_per_batch, dist_info.world_size)
+    if cfg.model.norm == "FrozenBN" and not cfg.model.backbone_weights:
+        log.warning("MODEL.NORM FrozenBN without MODEL.BACKBONE_WEIGHTS freezes untrained statistics (mean 0, "
+                    "variance 1): the backbone trains without normalisation. MODEL.NORM GN is the from-scratch setting")
 
 
 def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None) -> dict[str, float]:
@@ -148,7 +159,10 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
                          f" vs {len(val.categories.coco_ids)}); use files from the same dataset")
     categories = reference.categories
     identity = detector_identity(cfg.model.name, categories.num_classes, list(categories.coco_ids))
+    check_norm_runtime(cfg.model.norm, device, dist_info.world_size)
     model = build_model(cfg, categories.num_classes).to(device)
+    if not eval_only and dist_info.is_main:
+        _warn_about_norm(cfg, dist_info)
     if dist_info.is_main:
         dump_config(cfg, output_dir / "config.yaml")
 
@@ -177,7 +191,8 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     assert train_set is not None
     train(state, train_set, cfg.solver, device=device, dist_info=dist_info, output_dir=output_dir, identity=identity,
           seed=cfg.seed, num_workers=cfg.data.num_workers, grouping=cfg.data.aspect_ratio_grouping,
-          eval_hook=eval_hook, eval_period=cfg.test.eval_period)
+          eval_hook=eval_hook, eval_period=cfg.test.eval_period,
+          precise_bn_iters=cfg.test.precise_bn.num_iter if cfg.test.precise_bn.enabled else 0)
     if val is None:
         return {}
     return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
