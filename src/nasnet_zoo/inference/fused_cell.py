@@ -99,8 +99,8 @@ def _layout(x: torch.Tensor, inference: bool) -> tuple:
 class FusedCell(nn.Module):
     """Eval-only twin of a ``Cell``: BN folded, each state's ReLU computed once, no drop path.
 
-    Separable convs of one stage that read inputs of one shape (same stride and channel count) run as one
-    ``SepConvGroup``; every other op runs on its own.
+    Ops of one stage with equal ``group_key`` (separable convs reading inputs of one shape) run as one group
+    (``fuse_group``: a ``SepConvGroup``); every other op runs its own ``fuse()`` form.
     """
 
     def __init__(self, cell: Cell, relu_memo: ReluMemo | None = None) -> None:

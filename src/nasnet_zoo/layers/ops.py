@@ -55,6 +55,12 @@ class CellOp(nn.Module):
         """Ops of one cell stage with equal keys run together as ``type(op).fuse_group(ops)``; None: alone."""
         return None
 
+    @staticmethod
+    def fuse_group(ops: Sequence["CellOp"]) -> nn.Module:
+        """The inference form of ops with one ``group_key``, called as ``group(inputs, relu)`` with one pre-ReLU
+        input per op and a function that computes (or recalls) an input's ReLU; returns one output per op."""
+        raise NotImplementedError("only ops with a group_key() run in groups")
+
     def result_key(self) -> tuple | None:
         """Weightless ops with equal keys compute the same result from the same input (it runs once)."""
         return None
