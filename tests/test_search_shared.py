@@ -93,3 +93,198 @@ def test_only_the_sampled_path_gets_gradients(supernet):
     with_grad = sum(p.numel() for p in supernet.parameters() if p.grad is not None)
     assert with_grad < sum(p.numel() for p in supernet.parameters()) / 20
     supernet.zero_grad(set_to_none=True)
+
+
+# ---- the search loop ------------------------------------------------------------------------------------------
+
+TINY = ["child.filters", "4", "child.cells", "1", "child.image_size", "8", "child.batch_size", "16",
+        "child.val_size", "64", "child.train_size", "256", "shared.eval_batch_size", "16", "shared.train_steps", "3",
+        "shared.controller_updates", "1", "ppo.minibatch", "5", "shared.threads", "1"]
+
+
+def _cli():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("search_cli", REPO / "tools" / "search.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(out: Path, cifar_dir: Path, children: int, *opts: str):
+    from nasnet_zoo.config import load_config
+    from nasnet_zoo.search.runner import SearchConfig
+
+    settings = ["reward", "shared", "data_dir", str(cifar_dir), "children", str(children), "output_dir", str(out)]
+    return load_config(SearchConfig(), None, [*settings, *TINY, *opts])
+
+
+def _search_args(out: Path, cifar_dir: Path, children: int, *flags: str, opts: tuple[str, ...] = ()) -> list[str]:
+    return ["--no-progress", "--reward", "shared", "--data-dir", str(cifar_dir), "--children", str(children),
+            "--output-dir", str(out), *flags, *TINY, *opts]
+
+
+@pytest.mark.parametrize("strategy", ["ppo", "random"])
+def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_dir, strategy):
+    from nasnet_zoo.genotypes import Genotype
+    from nasnet_zoo.search.shared import load_shared_state
+    from nasnet_zoo.utils.io import read_jsonl
+
+    out = tmp_path / strategy
+    assert _cli().main(_search_args(out, cifar_dir, 15, "--strategy", strategy)) == 0
+    records = read_jsonl(out / "journal.jsonl")
+    assert [r["index"] for r in records] == list(range(15))
+    assert all(r["status"] == "ok" and r["strategy"] == strategy and 0.0 <= r["reward"] <= 1.0 for r in records)
+    assert {r["reward"] * 16 % 1 for r in records} == {0.0}  # accuracies on 16 validation images
+    assert len({r["info"]["train_step"] for r in records}) == 3  # 3 rounds, each after 3 more training steps
+    for name in ("top_genotypes.json", "rewards.png", "cells/rank1.png", "metrics.jsonl", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    import json
+    top = json.loads((out / "top_genotypes.json").read_text())
+    Genotype.from_dict(top[0]["genotype"])
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert any("shared/loss" in m for m in metrics)
+    state = load_shared_state(out)
+    assert (state["observed"], state["step"], state["round"]) == (15, 9, 3)
+    if strategy == "ppo":
+        assert state["strategy"]["updates"] == 3 and any("controller/loss" in m for m in metrics)
+
+
+@pytest.mark.slow
+def test_resume_continues_a_shared_search_and_falls_back_to_the_previous_checkpoint(tmp_path, cifar_dir):
+    from nasnet_zoo.search.runner import run_search
+    from nasnet_zoo.utils.io import read_jsonl
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_search(_config(full, cifar_dir, 20), progress=False)
+    run_search(_config(part, cifar_dir, 10), progress=False)
+    (part / "shared_state.pt").write_bytes(b"damaged")  # the latest checkpoint is unreadable: use the previous
+    with pytest.warns(UserWarning, match="trying the previous checkpoint"):
+        run_search(_config(part, cifar_dir, 20), resume=True, progress=False)
+    a, b = read_jsonl(full / "journal.jsonl"), read_jsonl(part / "journal.jsonl")
+    # same children, same rewards: the resumed search recomputed the lost round and replayed its journal lines
+    assert [(r["decisions"], r["reward"]) for r in a] == [(r["decisions"], r["reward"]) for r in b]
+
+
+def _start(out: Path, cifar_dir: Path, children: int, resume: bool = False) -> subprocess.Popen:
+    args = ["--no-progress", "--output-dir", str(out), "--resume"] if resume else _search_args(out, cifar_dir, children)
+    return subprocess.Popen([sys.executable, str(REPO / "tools" / "search.py"), *args],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_loses_no_child_and_writes_none_twice(tmp_path, cifar_dir):
+    from nasnet_zoo.utils.io import read_jsonl
+
+    from nasnet_zoo.search.runner import run_search
+
+    killed = tmp_path / "killed"
+    process, journal = _start(killed, cifar_dir, 25), killed / "journal.jsonl"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 12:  # mid-round: 10 checkpointed, 2 more
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert process.wait(timeout=60) == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    before = read_jsonl(journal)
+    assert 12 <= len(before) < 25
+    resumed = _start(killed, cifar_dir, 25, resume=True)
+    assert resumed.wait(timeout=240) == 0, resumed.stderr.read().decode()[-2000:]
+    after = read_jsonl(journal)
+    assert after[:len(before)] == before  # journaled children are never rewritten
+    assert [r["index"] for r in after] == list(range(25))
+    run_search(_config(tmp_path / "full", cifar_dir, 25), progress=False)  # the uninterrupted search
+    reference = read_jsonl(tmp_path / "full" / "journal.jsonl")
+    assert [(r["decisions"], r["reward"]) for r in after] == [(r["decisions"], r["reward"]) for r in reference]
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, opts, message", [
+    (["--backend", "local"], [], "--reward shared does not use --backend local: its children share one supernet"),
+    (["--backend", "ray"], [], "--reward shared does not use --backend ray"),
+    ([], ["shared.amp", "fp8"], "unknown shared.amp 'fp8'; expected one of auto, off, fp16, bf16"),
+    ([], ["shared.controller_updates", "0"], "shared.controller_updates and shared.eval_batch_size >= 1"),
+    ([], ["shared.device", "cuda:0"], "shared.device='cuda:0' but torch sees no CUDA GPU"),
+])
+def test_bad_shared_settings_fail_before_any_work(tmp_path, cifar_dir, capsys, flags, opts, message):
+    if "cuda" in message and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    assert _cli().main(_search_args(out, cifar_dir, 5, *flags, opts=tuple(opts))) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_with_another_reward_is_refused(tmp_path, cifar_dir, capsys):
+    from nasnet_zoo.search.runner import SearchConfig, SearchConfigError, SearchRun, make_search, run_search
+
+    cli, out = _cli(), tmp_path / "out"
+    run_search(_config(out, cifar_dir, 5), progress=False)
+    assert cli.main(["--no-progress", "--output-dir", str(out), "--resume", "--reward", "proxy"]) == 2
+    assert "--resume cannot change reward" in capsys.readouterr().err
+    proxy = SearchConfig(reward="proxy", data_dir=str(cifar_dir), output_dir=str(out))
+    with pytest.raises(SearchConfigError, match="holds a shared-weight search"):
+        SearchRun(proxy, resume=True)
+    oracle = tmp_path / "oracle"
+    assert cli.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "20",
+                     "--output-dir", str(oracle)]) == 0
+    shared = SearchConfig(reward="shared", data_dir=str(cifar_dir), output_dir=str(oracle))
+    with pytest.raises(SearchConfigError, match="holds a proxy or oracle search"):
+        make_search(shared, resume=True)
+
+
+# ---- devices and processes ------------------------------------------------------------------------------------
+
+def test_amp_settings_and_the_bf16_autocast_path_on_cpu(tmp_path, cifar_dir):
+    from nasnet_zoo.search.shared import resolve_amp
+    from nasnet_zoo.utils.io import read_jsonl
+
+    assert resolve_amp("auto", torch.device("cuda")) == torch.float16
+    assert resolve_amp("auto", torch.device("cpu")) is None
+    assert resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16 and resolve_amp("off", torch.device("cuda")) is None
+    from nasnet_zoo.search.runner import make_search
+
+    out = tmp_path / "bf16"
+    run = make_search(_config(out, cifar_dir, 10, "shared.amp", "bf16"), progress=False)
+    assert run.evaluator.amp_dtype == torch.bfloat16 and not run.evaluator.scaler.is_enabled()
+    run.run()
+    assert all(0.0 <= r["reward"] <= 1.0 for r in read_jsonl(out / "journal.jsonl"))
+
+
+DDP_WORKER = """
+import sys, torch, torch.distributed as dist
+from nasnet_zoo.config import load_config
+from nasnet_zoo.search.runner import SearchConfig, make_search
+cfg = load_config(SearchConfig(), None, sys.argv[2:])
+run = make_search(cfg, progress=False)
+assert run.info.world_size == 2 and dist.get_backend() == "gloo"
+summary = run.run()
+torch.save(run.evaluator.supernet.state_dict(), f"{sys.argv[1]}/rank{run.info.rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_the_shared_weights_in_lockstep(tmp_path, cifar_dir):
+    from nasnet_zoo.utils.io import read_jsonl
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    out = tmp_path / "run"
+    settings = ["reward", "shared", "data_dir", str(cifar_dir), "children", "10", "output_dir", str(out), *TINY]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
+           str(tmp_path), *settings]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    initial = Supernet(cells_per_stack=1, filters=4, image_size=8).state_dict()
+    assert any(not torch.equal(rank0[k], initial[k]) for k in rank0)  # trained, not merely equal at init
+    records = read_jsonl(out / "journal.jsonl")
+    assert [r["index"] for r in records] == list(range(10))  # one writer: rank 0
+    # each process scored its half of the 16 validation images; the reward counts all 16
+    assert {r["reward"] * 16 % 1 for r in records} == {0.0}

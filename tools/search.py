@@ -7,6 +7,8 @@
   python tools/search.py --output-dir runs/search1 --repair-journal    # when --resume names a damaged line
   python tools/search.py --strategy random ...                          # the baseline, same machinery
   python tools/search.py --reward oracle --children 2000 --seed 0 ...  # no training: checks the RL machinery
+  python tools/search.py --reward shared --data-dir PATH/cifar-10-batches-py --output-dir runs/ws1   # ENAS-style
+  torchrun --nproc_per_node=8 tools/search.py --reward shared ...       # shared weights trained data-parallel
   python tools/search.py --config-file configs/search/laptop.yaml --data-dir ... child.lr 0.1 ppo.clip 0.1
   python tools/search.py --output-dir runs/search1 --report-only --retrain-top 5 --retrain-epochs 10
 
@@ -25,8 +27,8 @@ from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
 from nasnet_zoo.search.journal import JOURNAL_NAME, REJECTED_NAME, JournalError, repair_journal
 from nasnet_zoo.search.report import write_report
-from nasnet_zoo.search.runner import (CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError, SearchRun)
-from nasnet_zoo.utils.run_lock import RunFolderBusy, lock_run_folder
+from nasnet_zoo.search.runner import (CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError, make_search)
+from nasnet_zoo.utils.run_lock import RunFolderBusy, is_main_process, lock_run_folder
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
 FLAG_KEYS = {
@@ -118,7 +120,8 @@ def retrain(args: argparse.Namespace, cfg: SearchConfig) -> None:
 def repair(output_dir: str | None) -> int:
     """--repair-journal, under the folder's lock: keep every good journal line and move the bad ones aside."""
     if not output_dir or not Path(output_dir).is_dir():
-        print(f"error: --repair-journal needs --output-dir, the folder of a search (got {output_dir!r})", file=sys.stderr)
+        print(f"error: --repair-journal needs --output-dir, the folder of a search (got {output_dir!r})",
+              file=sys.stderr)
         return 2
     try:
         with lock_run_folder(output_dir):
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(SearchConfig(), Path(args.output_dir) / CONFIG_NAME)
         else:
             cfg = build_config(args)
-            run = SearchRun(cfg, resume=args.resume, progress=not args.no_progress)
+            run = make_search(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, SearchConfigError, CifarLayoutError, RayError, JournalError, RunFolderBusy) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -159,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         except RayError as err:  # 'auto' found no cluster: known only when Ray tries, still before any child
             print(f"error: {err}", file=sys.stderr)
             return 2
+        if not is_main_process():  # the other torchrun processes of a shared search: rank 0 reports
+            return 0
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
     print(write_report(cfg.output_dir, cfg.top_k, args.plot_root, latency=cfg.latency))
     if args.retrain_top:

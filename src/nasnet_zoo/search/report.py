@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from ..genotypes import NASNET_A, Genotype
 from ..utils.io import atomic_path, atomic_write_json, read_jsonl
 from ..visualize import draw_genotype
-from .journal import JOURNAL_NAME
+from .journal import JOURNAL_NAME, genotype_key
 from .latency import LatencyConfig
 
 TOP_NAME = "top_genotypes.json"
@@ -21,10 +21,18 @@ LATENCY_FIELDS = ("accuracy", "latency_ms")
 
 
 def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """The ``k`` best distinct genotypes that trained successfully (duplicates point at their first child)."""
+    """The ``k`` best distinct genotypes that trained successfully (duplicates point at their first child;
+    a shared-weight search scores a genotype sampled again anew, and its best-ranked line stands for it)."""
     ok = [r for r in records if r["status"] == "ok"]
     ok.sort(key=lambda r: (-r["reward"], r["index"]))
-    return ok[:k]
+    seen: set[str] = set()
+    distinct = []
+    for record in ok:
+        key = genotype_key(Genotype.from_dict(record["genotype"]))
+        if key not in seen:
+            seen.add(key)
+            distinct.append(record)
+    return distinct[:k]
 
 
 def write_top_genotypes(output_dir: str | Path, records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -83,8 +91,15 @@ def plot_rewards(root: str | Path, path: str | Path, window: int | None = None) 
 
 
 def timed_children(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Distinct successful children with a measured latency (duplicates would only overplot their first)."""
-    return [r for r in records if r["status"] == "ok" and r.get("latency_ms") is not None]
+    """One point per distinct genotype with a measured latency: its first child's index and latency, and its
+    mean accuracy over its successful evaluations (a shared-weight search scores a genotype again each time
+    it is sampled; a proxy search journals repeats as duplicates)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] == "ok" and r.get("latency_ms") is not None:
+            groups.setdefault(genotype_key(Genotype.from_dict(r["genotype"])), []).append(r)
+    return [{**rs[0], "accuracy": float(np.mean([r["accuracy"] for r in rs])), "evaluations": len(rs)}
+            for rs in groups.values()]
 
 
 def pareto_front(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:

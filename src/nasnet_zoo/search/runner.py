@@ -11,7 +11,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -30,10 +30,15 @@ from .rewards import ChildResult, OracleReward
 from .space import SearchSpace
 from .state import STATE_NAME, SearchStateError, load_search_state, rebuild_search_state, save_search_state
 from .strategy import Proposal, SearchStrategy
+from .supernet import SharedConfig
+
+if TYPE_CHECKING:
+    from .shared import SharedSearchRun
 
 STRATEGIES = ("ppo", "random")
-REWARDS = ("proxy", "oracle")
+REWARDS = ("proxy", "oracle", "shared")
 CONFIG_NAME = "config.yaml"
+SHARED_STATE_NAME = "shared_state.pt"  # the checkpoint of a shared-weight search (search/shared.py)
 
 
 @dataclass
@@ -53,7 +58,7 @@ class SearchConfig:
     dataset: str = "cifar10"     # "cifar10" (python pickle layout) or "folder" (train/<class>/*.jpg, val/<class>/)
     children: int = 20000
     seed: int = 0
-    backend: str = "local"
+    backend: str = ""            # "" = the reward's own: local workers (proxy, oracle), this process (shared)
     workers: int = 0             # children at once; 0 = one per GPU (local GPUs or the Ray cluster's), else 2
     worker_threads: int = 0      # torch threads per local worker (0 = CPU cores / workers)
     ray_address: str = "local"
@@ -63,6 +68,7 @@ class SearchConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     child: ChildConfig = field(default_factory=ChildConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    shared: SharedConfig = field(default_factory=SharedConfig)
 
 
 class SearchConfigError(ValueError):
@@ -78,7 +84,12 @@ def validate_config(cfg: SearchConfig) -> None:
     """Check everything a search needs (including the data folder and the Ray address) up front."""
     _one_of("strategy", cfg.strategy, STRATEGIES)
     _one_of("reward", cfg.reward, REWARDS)
-    _one_of("backend", cfg.backend, BACKENDS)
+    if cfg.backend:
+        _one_of("backend", cfg.backend, BACKENDS)
+    if cfg.reward == "shared" and cfg.backend in ("local", "ray"):
+        raise SearchConfigError(f"--reward shared does not use --backend {cfg.backend}: its children share one "
+                                "supernet, trained in this process (or data-parallel across torchrun processes), "
+                                "so there are no independent children to hand to a work queue; leave --backend out")
     if cfg.children < 1 or cfg.top_k < 1 or cfg.workers < 0 or cfg.worker_threads < 0:
         raise SearchConfigError(f"children and top_k must be >= 1, workers and worker_threads >= 0 (0 = automatic); "
                                 f"got {cfg.children}, {cfg.top_k}, {cfg.workers}, {cfg.worker_threads}")
@@ -87,7 +98,8 @@ def validate_config(cfg: SearchConfig) -> None:
         cfg.ppo.validate()
         cfg.child.validate()
         cfg.latency.validate()
-        if cfg.reward == "proxy":
+        cfg.shared.validate()
+        if cfg.reward in ("proxy", "shared"):
             check_search_data(cfg.dataset, cfg.data_dir)
     except ValueError as err:
         raise SearchConfigError(str(err)) from None
@@ -116,7 +128,7 @@ def build_evaluator(cfg: SearchConfig) -> Evaluator:
 def build_backend(cfg: SearchConfig, evaluator: Evaluator) -> Backend:
     if cfg.backend == "inline":
         return InlineBackend(evaluator, capacity=cfg.ppo.minibatch)
-    if cfg.backend == "local":
+    if cfg.backend in ("local", ""):
         return LocalBackend(evaluator, cfg.workers or len(gpu_devices()) or 2, cfg.worker_threads or None)
     return RayBackend(evaluator, cfg.workers or None, cfg.ray_address)
 
@@ -133,8 +145,13 @@ class SearchRun:
 
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True) -> None:
         validate_config(cfg)
+        if cfg.reward == "shared":
+            raise SearchConfigError("reward 'shared' runs in SharedSearchRun: use make_search(cfg) or run_search(cfg)")
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
+        if resume and (self.out / SHARED_STATE_NAME).exists():
+            raise SearchConfigError(f"{self.out} holds a shared-weight search ({SHARED_STATE_NAME}); it cannot be "
+                                    f"resumed with reward {cfg.reward!r}: resume it with --reward shared")
         self.progress = progress
         self.lock, self.journal = self._lock_and_open_journal(resume)  # the lock is released when run() ends
         self.strategy = build_strategy(cfg)
@@ -285,3 +302,16 @@ class SearchRun:
         self.metrics.log(child=len(self.journal), **{f"summary/{k}": v for k, v in summary.items()})
         self.metrics.close()
         return summary
+
+
+def make_search(cfg: SearchConfig, resume: bool = False, progress: bool = True) -> "SearchRun | SharedSearchRun":
+    """The search object for ``cfg.reward``; both kinds offer ``run() -> summary``."""
+    if cfg.reward == "shared":
+        from .shared import SharedSearchRun  # it builds on this module's config and strategies
+        return SharedSearchRun(cfg, resume=resume, progress=progress)
+    return SearchRun(cfg, resume=resume, progress=progress)
+
+
+def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or with ``resume`` continue) the search ``cfg`` describes; returns its summary."""
+    return make_search(cfg, resume=resume, progress=progress).run()
