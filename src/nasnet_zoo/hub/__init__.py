@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .download import cache_dir, extract_dir, fetch
-from .fitting import check_fits, fit_heads, guess_architecture, load_fitted
+from .fitting import guess_architecture, identify, load_fitted
 from .loading import load_pretrained, load_state_dict, resolve
 from .manifest import Weights, default_weights, get_weights, list_weights, load_manifest, manifest_entry, \
     weights_for_model
 
-__all__ = ["Weights", "cache_dir", "check_fits", "default_weights", "extract_dir", "fetch", "fit_heads",
-           "get_weights", "guess_architecture", "list_weights", "load_fitted", "load_manifest", "load_pretrained",
+__all__ = ["Weights", "cache_dir", "default_weights", "extract_dir", "fetch", "get_weights", "guess_architecture",
+           "identify", "list_weights", "load_fitted", "load_manifest", "load_pretrained",
            "load_state_dict", "manifest_entry", "resolve", "weights_for_model"]

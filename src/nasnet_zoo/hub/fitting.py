@@ -1,9 +1,10 @@
-"""Fit a converted state dict to a model: heads adapted, one error format for what does not fit, and a guess
-of which registered architecture foreign weights belong to.
+"""Fit a converted state dict to a model: the classifier adapted, one wording for what does not fit, and a
+guess of which registered architecture foreign weights belong to.
 
 ``load_fitted`` is the one entry point: ``pretrained=``, :func:`nasnet_zoo.hub.load_state_dict` and
 ``tools/convert_weights.py`` all go through it, so a foreign file and a foreign in-memory state dict are
-handled alike (background class dropped for 1000 classes, a missing auxiliary head tolerated).
+handled alike (background class dropped for 1000 classes, a missing auxiliary head tolerated). The check
+itself is :func:`nasnet_zoo.utils.checkpoint.fit_state_dict`, the one every loader of the package uses.
 """
 from __future__ import annotations
 
@@ -23,55 +24,47 @@ from ..utils.checkpoint import fit_state_dict
 log = logging.getLogger(__name__)
 
 HEAD_PREFIXES = ("aux_head.", "classifier.")
-_HEAD_KEYS = ("classifier.weight", "classifier.bias")
-_AUX_FC_KEYS = ("aux_head.fc.weight", "aux_head.fc.bias")
+_CLASS_KEYS = ("classifier.weight", "classifier.bias", "aux_head.fc.weight", "aux_head.fc.bias")
 
 
 def load_fitted(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str,
                 model_name: str) -> dict[str, torch.Tensor]:
-    """Check that ``state`` (our layout) fits ``model``, adapt its heads, load it; return what was loaded."""
-    check_fits(model, state, origin=origin, model_name=model_name)
-    fitted = fit_heads(state, model, origin=origin)
+    """Adapt the classifier, check that everything else fits ``model`` and load it; return what was loaded.
+
+    Heads may be absent on either side: a checkpoint without an auxiliary head leaves the model's at its random
+    init (it only matters in training), and an auxiliary head sized for another input size is not loaded.
+    """
+    adapted, dropped_classes = adapt_classifier(state, model)
+    fitted = fit_state_dict(model, adapted, source=origin, target=model_name, optional=HEAD_PREFIXES,
+                            hint=lambda: identify(state, model_name))
+    if dropped_classes:
+        warnings.warn(f"{origin} has a {dropped_classes}-class classifier and the model {model.config.num_classes} "
+                      "classes: the classifier is left randomly initialised (train it before use)", stacklevel=4)
+    if set(adapted) - set(fitted):
+        log.info("%s: heads of another shape not loaded (%s)", origin, sorted(set(adapted) - set(fitted))[:2])
+    if getattr(model, "aux_head", None) is not None and not any(k.startswith("aux_head.") for k in state):
+        log.info("%s carries no auxiliary head; it keeps its random init (it only matters in training)", origin)
     model.load_state_dict(fitted, strict=False)
     return fitted
 
 
-def fit_heads(state: Mapping[str, torch.Tensor], model: nn.Module, *, origin: str) -> dict[str, torch.Tensor]:
-    """Adapt the checkpoint's heads to the model.
-
-    A 1001-class TF head loses class 0 (the background) for a 1000-class model; any other class-count mismatch
-    drops the classifier with a warning (it stays randomly initialised, ready for fine-tuning), as timm does.
-    An auxiliary head sized for another input size, or absent from the model, is dropped (it only matters in
-    training).
-    """
+def adapt_classifier(state: Mapping[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], int]:
+    """A 1001-class TF head loses class 0 (the background) for a 1000-class model; any other class-count mismatch
+    drops the classifier (it stays randomly initialised, ready for fine-tuning), as timm does. Returns the state
+    and the class count of a classifier dropped for a model that has one (0 when none was)."""
     state = dict(state)
-    own = model.state_dict()
-    if "classifier.weight" in state:
-        have, want = state["classifier.weight"].shape[0], int(model.config.num_classes)
-        if have == 1001 and want == 1000:
-            for key in _HEAD_KEYS + _AUX_FC_KEYS:
-                if key in state and state[key].shape[0] == 1001:
-                    state[key] = state[key][1:].clone()
-        elif have != want:
-            for key in _HEAD_KEYS + _AUX_FC_KEYS:
-                state.pop(key, None)
-            if want > 0:
-                warnings.warn(f"{origin} has a {have}-class classifier and the model {want} classes: the classifier "
-                              "is left randomly initialised (train it before use)", stacklevel=4)
-    stale_aux = [k for k, v in state.items() if k.startswith("aux_head.") and (k not in own or own[k].shape != v.shape)]
-    if stale_aux:
-        log.info("%s: auxiliary head of another shape not loaded (%s)", origin, stale_aux[:2])
-    return {k: v for k, v in state.items() if k not in stale_aux}
-
-
-def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], *, origin: str, model_name: str) -> None:
-    """Explain what does not fit, in the wording of every loader (:func:`nasnet_zoo.utils.checkpoint.fit_state_dict`,
-    a ValueError); an absent auxiliary head or a classifier of another size is fine."""
-    own = model.state_dict()
-    fit_state_dict(model, state, source=origin, target=model_name, optional=HEAD_PREFIXES,
-                   hint=lambda: _identify(state, model_name).removeprefix("; "))
-    if any(k.startswith("aux_head.") for k in own) and not any(k.startswith("aux_head.") for k in state):
-        log.info("%s carries no auxiliary head; it keeps its random init (it only matters in training)", origin)
+    if "classifier.weight" not in state:
+        return state, 0
+    have, want = int(state["classifier.weight"].shape[0]), int(model.config.num_classes)
+    if have == 1001 and want == 1000:
+        for key in _CLASS_KEYS:
+            if key in state and state[key].shape[0] == 1001:
+                state[key] = state[key][1:].clone()
+    elif have != want:
+        for key in _CLASS_KEYS:
+            state.pop(key, None)
+        return state, have if want > 0 else 0
+    return state, 0
 
 
 # ---- which architecture is this? -------------------------------------------------------------------------
@@ -109,20 +102,20 @@ def guess_architecture(state: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _identify(state: Mapping[str, torch.Tensor], model_name: str) -> str:
-    """The hint of a does-not-fit message: which weights these are, or that it cannot tell."""
+def identify(state: Mapping[str, torch.Tensor], model_name: str) -> str:
+    """What weights these are, or that it cannot tell: the hint of a does-not-fit message ("" for the model's own)."""
     guess = guess_architecture(state)
     if guess:
-        return f"; it looks like {guess} weights" if guess != model_name else ""
+        return f"it looks like {guess} weights" if guess != model_name else ""
     layout = _layout(state)
     if layout is None:
-        return "; it has no stem (stem.conv.weight), so it is not a whole NASNet: cannot tell what it is"
+        return "it has no stem (stem.conv.weight), so it is not a whole NASNet: cannot tell what it is"
     kind, width, cells = layout
     what = f"{'CIFAR' if kind == 'cifar' else 'ImageNet'} stem, {width} stem channels, {cells} normal cells"
     same_layout = [name for name in CONFIGS if _config_layout(name) == layout]
     if same_layout:
-        return (f"; its layout ({what}) is {same_layout[0]}'s but its cells are not NASNet-A's: weights of a searched "
+        return (f"its layout ({what}) is {same_layout[0]}'s but its cells are not NASNet-A's: weights of a searched "
                 "genotype? Build the network from the genotype it was trained with (nasnet_zoo.NASNet(genotype, "
                 "config), or nasnet_zoo.training.export.load_trained(run_dir) for a tools/train_cls.py run)")
-    return (f"; its layout ({what}) matches no registered NASNet-A configuration, so it cannot tell which network "
+    return (f"its layout ({what}) matches no registered NASNet-A configuration, so it cannot tell which network "
             "it is (a searched genotype or a custom config?)")
