@@ -25,8 +25,8 @@ TOL = 1e-4
 def photos(tf_mobile, size: int, count: int) -> torch.Tensor:
     """The TF-slim oracle's COCO photos (224x224, shipped in tests/fixtures), resized to ``size``, in [-1, 1]."""
     from PIL import Image
-    pixels = np.rint((tf_mobile.images[:count].astype(np.float64) + 1) * 127.5).astype(np.uint8)
-    arrays = [np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR), dtype=np.float32) for p in pixels]
+    arrays = [np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR), dtype=np.float32)
+              for p in tf_mobile.pixels[:count]]
     return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 

@@ -97,12 +97,16 @@ def test_file_metadata_and_checker(exported: dict) -> None:
     assert isinstance(dims[0], str) and isinstance(dims[1], str) and isinstance(dims[2], str) and dims[3] == 3
 
 
-def test_parity_on_real_images(exported: dict, cifar_dir: Path, coco_tiny: Path) -> None:
+def test_parity_on_real_images(exported: dict, cifar_or_digits: Path, tf_mobile, tmp_path: Path) -> None:
+    """A CIFAR-layout test batch (CIFAR-10, or digit scans in a clone) and two COCO photos (the TF oracle's)."""
     from nasnet_zoo.data.cifar import load_cifar10
-    images, _ = load_cifar10(cifar_dir, "test")
+    images, _ = load_cifar10(cifar_or_digits, "test")
     cifar_batch = np.ascontiguousarray(images[:16].transpose(0, 2, 3, 1))
-    photos = sorted((coco_tiny / "val2017").glob("*.jpg"))[:2]
-    cases = [("cifar-10 test batch of 16", cifar_batch)] + [(p.name, load_image(p)[None]) for p in photos]
+    photos = []
+    for i, pixels in enumerate(tf_mobile.pixels):
+        photos.append(tmp_path / f"coco_{i}.png")
+        Image.fromarray(pixels).save(photos[-1])
+    cases = [("cifar-layout test batch of 16", cifar_batch)] + [(p.name, load_image(p)[None]) for p in photos]
     runner = OnnxClassifier(exported["path"])
     ref = reference(exported["model"])
     report = run_classifier_parity(ref, runner.logits, cases)

@@ -97,13 +97,13 @@ def test_file_metadata_and_dynamic_size(exported: dict) -> None:
     assert all(dims)
 
 
-def test_exact_scale_sizes_and_real_photos(exported: dict, run_dir: Path, coco_tiny: Path) -> None:
-    """Sides that scale to whole numbers (200x300 -> 160x240) are where torchvision's own trace is a pixel off."""
+def test_exact_scale_sizes_and_real_photos(exported: dict, run_dir: Path, tf_mobile) -> None:
+    """Sides that scale to whole numbers (200x300 -> 160x240) are where torchvision's own trace is a pixel off;
+    the photos are the TF oracle's two COCO photos (shipped in tests/fixtures)."""
     model = load_detector(NAME, run_dir / "model_final.pth").model
     runner = OnnxDetector(exported["path"])
-    photos = sorted((coco_tiny / "val2017").glob("*.jpg"))[:2]
     cases = [("200x300", synthetic_image(200, 300, seed=5)), ("250x250", synthetic_image(250, 250, seed=6))] + \
-        [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in photos]
+        [(f"coco photo {i}", pixels) for i, pixels in enumerate(tf_mobile.pixels)]
     report = run_detector_parity(lambda im: torch_detections(model, im), runner.raw, cases)
     assert report.ok, report.table()
     graph = DetectorGraph(model).eval()  # the exported module is the eager model, bit for bit

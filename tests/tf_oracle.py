@@ -159,6 +159,11 @@ class MobileOracle:
     def logits(self) -> np.ndarray:
         return self.end_points["Logits"].values
 
+    @property
+    def pixels(self) -> np.ndarray:
+        """The two COCO photos as uint8 [2, 224, 224, 3] (RGB), for tests that want real photos."""
+        return np.rint((self.images.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
+
     def write_npz(self, path: Path) -> Path:
         """The full fixture's file format (``var/``, ``input``, ``logits``), for tools that take a weight file."""
         np.savez(path, input=self.images, logits=self.logits, **self.variables)
