@@ -66,16 +66,27 @@ def _by_image(records: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def test_checkpoint_and_onnx_give_the_same_detections(run_dir: Path, tmp_path: Path) -> None:
+def test_checkpoint_eager_fused_and_onnx_give_the_same_detections(run_dir: Path, tmp_path: Path) -> None:
     inputs = [str(run_dir / "photos"), str(run_dir / "*.png")]
     eager = predict_images(load_predictor(run_dir / "model_final.pth", fuse=False), inputs, tmp_path / "pt",
                            score_thresh=0.0, progress=False)
+    fused_predictor = load_predictor(run_dir / "model_final.pth")  # CPU: fused by default
+    assert fused_predictor.description["fused"] is True
+    fused = predict_images(fused_predictor, inputs, tmp_path / "fused", score_thresh=0.0, progress=False)
+    assert fused["detections"] == eager["detections"]
     ort = predict_images(load_predictor(run_dir / "det.onnx"), inputs, tmp_path / "onnx", score_thresh=0.0,
                          progress=False)
     assert eager["images"] == ort["images"] == 3
     assert eager["detections"] > 0 and eager["detections"] == ort["detections"]
     a = _by_image(json.loads((tmp_path / "pt" / "detections.json").read_text()))
-    b = _by_image(json.loads((tmp_path / "onnx" / "detections.json").read_text()))
+    for other in ("onnx", "fused"):
+        _assert_same(a, _by_image(json.loads((tmp_path / other / "detections.json").read_text())))
+    assert {r["category_name"] for rs in a.values() for r in rs} <= {f"thing{c}" for c in CATEGORIES}
+    assert ort["providers"] == ["CPUExecutionProvider"]
+    assert len(list((tmp_path / "pt" / "vis").glob("*.jpg"))) == 3
+
+
+def _assert_same(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> None:
     assert a.keys() == b.keys()
     for name in a:
         ra = sorted(a[name], key=lambda r: -r["score"])
@@ -83,9 +94,6 @@ def test_checkpoint_and_onnx_give_the_same_detections(run_dir: Path, tmp_path: P
         assert [r["category_id"] for r in ra] == [r["category_id"] for r in rb]
         assert np.abs(np.array([r["bbox"] for r in ra]) - np.array([r["bbox"] for r in rb])).max() < 1e-2
         assert np.abs(np.array([r["score"] for r in ra]) - np.array([r["score"] for r in rb])).max() < 1e-4
-    assert {r["category_name"] for rs in a.values() for r in rs} <= {f"thing{c}" for c in CATEGORIES}
-    assert ort["providers"] == ["CPUExecutionProvider"]
-    assert len(list((tmp_path / "pt" / "vis").glob("*.jpg"))) == 3
 
 
 def test_results_load_in_pycocotools_and_respect_the_threshold(run_dir: Path, tmp_path: Path) -> None:

@@ -83,8 +83,11 @@ def read_image(path: Path) -> np.ndarray:
 
 def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.PathLike | None = None,
                     device: str = "cpu", fuse: bool | None = None) -> Predictor:
-    """A ``train_det.py`` checkpoint rebuilt as its run built it; ``fuse`` (default: on CPU) runs the backbone
-    through ``optimize_for_inference``, which keeps the detections."""
+    """A ``train_det.py`` checkpoint rebuilt as its run built it. ``fuse`` runs the NASNet cells through
+    ``optimize_for_inference`` (same detections, faster); the default fuses on CPU unless the cells use
+    GroupNorm, which cannot be folded."""
+    from nasnet_zoo.inference import optimize_for_inference, unfusable_norms
+
     from .trained import category_names, load_detector
 
     checkpoint = Path(checkpoint)
@@ -101,9 +104,12 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
                            "pass --config-file with the training run's config.yaml")
     loaded = load_detector(name, checkpoint, config_file)
     model = loaded.model.to(device)
-    fuse = device == "cpu" if fuse is None else fuse
+    not_fused = ""
+    if fuse is None:  # default: fused on CPU, where it pays, unless the cells use a norm that cannot be folded
+        fuse = device == "cpu"
+        if fuse and unfusable_norms(model):
+            fuse, not_fused = False, f"{unfusable_norms(model)[0]} cannot be folded into the convolutions"
     if fuse:
-        from nasnet_zoo.inference import optimize_for_inference
         model = optimize_for_inference(model)
     ids = loaded.category_ids[1:]
     names = dict(zip(ids, category_names(ids, loaded.annotations)))
@@ -116,8 +122,10 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
         return [Detections(o["boxes"].cpu().numpy(), to_dataset[o["labels"].cpu().numpy()], o["scores"].cpu().numpy())
                 for o in outputs]
 
-    return Predictor(run, names, {"backend": "pytorch", "model": name, "device": device, "fused": fuse,
-                                  "weights": str(checkpoint)})
+    description = {"backend": "pytorch", "model": name, "device": device, "fused": fuse, "weights": str(checkpoint)}
+    if not_fused:
+        description["not_fused"] = not_fused
+    return Predictor(run, names, description)
 
 
 def onnx_predictor(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> Predictor:

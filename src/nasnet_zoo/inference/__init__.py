@@ -23,6 +23,7 @@ own fused form (``CellOp.fuse`` in ``nasnet_zoo.layers.ops``, built from the ker
 from ..layers.fused import SepConvGroup, fold_bn
 from ..layers.packed_conv import PackedConv2d
 from .fused_cell import FusedCell
-from .optimize import fuse_trunk, optimize_for_inference
+from .optimize import fuse_trunk, optimize_for_inference, unfusable_norms
 
-__all__ = ["FusedCell", "PackedConv2d", "SepConvGroup", "fold_bn", "fuse_trunk", "optimize_for_inference"]
+__all__ = ["FusedCell", "PackedConv2d", "SepConvGroup", "fold_bn", "fuse_trunk", "optimize_for_inference",
+           "unfusable_norms"]
