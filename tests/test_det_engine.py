@@ -20,6 +20,7 @@ from nasnet_zoo.detection.engine import lr_factor
 from nasnet_zoo.detection.evaluate import METRIC_NAMES
 from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint, save_checkpoint
 from nasnet_zoo.utils.io import read_jsonl
+from process_helpers import killed_after_logging
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "train_det.py"
@@ -131,21 +132,8 @@ def test_coco_metrics_of_perfect_and_shifted_boxes(tmp_path):
             assert metrics["AP"] == pytest.approx(ap), shift
 
 
-#: Runs tools/train_det.py in a process that SIGKILLs itself right after logging iteration KILL_AT: the kill
-#: point is exact, whatever the machine's speed (a poller watching the log could lag past a checkpoint).
+#: The killed run dies right after logging this iteration (tests/process_helpers.py: an exact kill point).
 KILL_AT = 5
-_SELF_KILLING = """
-import os, runpy, signal, sys
-from nasnet_zoo.utils.metrics import MetricsLogger
-log = MetricsLogger.log
-def log_then_die(self, **record):
-    log(self, **record)
-    if record.get("iter") == {kill_at}:
-        os.kill(os.getpid(), signal.SIGKILL)
-MetricsLogger.log = log_then_die
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 @pytest.mark.slow
@@ -154,8 +142,8 @@ def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path,
     out = tmp_path / "run"
     args = [str(TOOL), "--output-dir", str(out), "--max-iter", "40", *TINY, "SOLVER.CHECKPOINT_PERIOD", "3",
             "SOLVER.BASE_LR", "0.01"]
-    killed = subprocess.run([sys.executable, "-c", _SELF_KILLING.format(kill_at=KILL_AT), *args], env=_env(home),
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=240)
+    killed = subprocess.run(killed_after_logging(str(TOOL), args[1:], "iter", KILL_AT), env=_env(home), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=240)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert max(r["iter"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r) == KILL_AT
     before = {r["iter"]: r for r in read_jsonl(out / "metrics.jsonl")}
@@ -215,7 +203,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     load = functools.partial(load_checkpoint, written_by="tools/train_det.py")
     load(tmp_path / "a.pth", _tiny_detector(3), identity)  # the same model loads
     with pytest.raises(CheckpointError, match="num_classes: file has 3, this run builds 5"):
-        load(tmp_path / "a.pth", _tiny_detector(5), detector_identity("fasterrcnn_nasnet_a_mobile_fpn", 5, [1, 2, 3, 4]))
+        load(tmp_path / "a.pth", _tiny_detector(5),
+             detector_identity("fasterrcnn_nasnet_a_mobile_fpn", 5, [1, 2, 3, 4]))
     other = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=3, fpn_channels=16, box_head_dim=32,
                            backbone_args=dict(cells_per_stack=1, num_conv_filters=8, stem_multiplier=0.25))
     with pytest.raises(CheckpointError, match="a.pth does not fit this model: .* of another shape"):

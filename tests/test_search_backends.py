@@ -114,6 +114,7 @@ def test_proxy_search_on_two_local_workers(tmp_path, cifar_or_digits):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cifar_or_digits):
     ray = pytest.importorskip("ray")
     # a local Ray with 2 workers that can import this test module (for DiesOnce)
@@ -156,6 +157,7 @@ def _kill_when(process: subprocess.Popen, journal: Path, lines: int, timeout: fl
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_sigkill_then_resume_loses_no_child_and_counts_none_twice(tmp_path):
     out, children = tmp_path / "run", 300
     journal = out / "journal.jsonl"

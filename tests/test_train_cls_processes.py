@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from nasnet_zoo.utils.io import read_jsonl
+from process_helpers import killed_after_logging
 from test_train_cls import TINY, write_fake_cifar
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +39,8 @@ def fake_cifar(tmp_path_factory) -> Path:
     return write_fake_cifar(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", per_batch=16)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_two_gloo_processes_keep_identical_weights(fake_cifar, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
@@ -65,18 +67,18 @@ def last_per_step(out: Path) -> dict[int, dict]:
     return {r["step"]: r for r in read_jsonl(out / "metrics.jsonl") if "loss" in r}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_resume_after_kill_reproduces_the_uninterrupted_run(fake_cifar, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     done = subprocess.run(cli(fake_cifar, full), env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen(cli(fake_cifar, killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while max(last_per_step(killed), default=0) < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed mid-way"
-    assert 2 <= torch.load(killed / "checkpoint.pt")["step"] < 6
+    command = cli(fake_cifar, killed)
+    proc = subprocess.run(killed_after_logging(command[1], command[2:], "step", 3), env=ENV,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]  # killed right after logging step 3
+    assert torch.load(killed / "checkpoint.pt")["step"] == 2         # so step 3 is lost and run again
 
     resumed = subprocess.run([sys.executable, str(REPO / "tools" / "train_cls.py"), "--output-dir", str(killed),
                               "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
