@@ -87,18 +87,31 @@ class NASNetRPNBackbone(CellRange):
 
 
 class NASNetBoxHead(CellRange):
-    """The last reduction cell and the last stack, run on every RoI crop: the paper's second stage."""
+    """The last reduction cell and the last stack, run on every RoI crop: the paper's second stage.
 
-    def __init__(self, model: NASNetTrunk) -> None:
+    Out of training the crops run ``chunk`` at a time, so memory stays bounded by the chunk whatever the
+    proposal count (1,000 Large crops at once take several GB); in training they run together, as BatchNorm
+    statistics and the backward pass need, and in traced exports, whose proposal count is dynamic.
+    """
+
+    def __init__(self, model: NASNetTrunk, chunk: int = 64) -> None:
         split = c4_split(model)
         super().__init__(model, split)
         if self.seeds != (split - 2, split - 1):
             raise ValueError("the second stage reads cells other than the last two stride-16 cells; "
                              "this genotype/config cannot be split as in the paper")
+        if chunk < 1:
+            raise ValueError(f"box_head_chunk must be at least 1 crop, got {chunk}")
         self.split_channels = self.seed_channels
         self.out_channels = self.output_info()[-1]["channels"]
+        self.chunk = chunk
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.training or torch.jit.is_tracing() or len(crops) <= self.chunk:  # traced graphs: any count
+            return self._pooled(crops)
+        return torch.cat([self._pooled(part) for part in crops.split(self.chunk)])
+
+    def _pooled(self, crops: torch.Tensor) -> torch.Tensor:
         last = self.forward_features(torch.split(crops, list(self.split_channels), dim=1))
         return torch.relu(last).mean((2, 3))
 

@@ -171,16 +171,16 @@ def fasterrcnn_nasnet_c4(*, num_classes: int, backbone_weights: str | Mapping[st
                           trainable_stages: int = 3, rpn_conv_channels: int = 512,
                           anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
                           aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), roi_output_size: int = 14,
-                          min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
+                          box_head_chunk: int = 64, min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
     """Design (b), the paper's C4-style split (TF Object Detection API ``faster_rcnn_nas``): RPN on the last
     two stride-16 cells concatenated; the last reduction cell and the last stack run per proposal on
-    ``roi_output_size`` RoIAligned crops as the second stage.
+    ``roi_output_size`` RoIAligned crops as the second stage, ``box_head_chunk`` crops at a time out of training.
     ``norm`` (:mod:`.norms`) applies to the cells on both sides of the split."""
     norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
     set_trainable_stages(nasnet, trainable_stages)
     backbone = NASNetRPNBackbone(nasnet)
-    box_head = NASNetBoxHead(nasnet)
+    box_head = NASNetBoxHead(nasnet, chunk=box_head_chunk)
     anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
     rpn_head = ConvRPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], rpn_conv_channels)
     roi_pool = MultiScaleRoIAlign(["0"], output_size=roi_output_size, sampling_ratio=2)

@@ -90,6 +90,9 @@ class TestConfig:
     vis: int = 0  # number of val images to draw
     vis_score_thresh: float = 0.5
     detections_per_img: int = 100
+    #: RPN proposals kept per image at test time (0: the detector's own setting, torchvision's 1000). Like TF's
+    #: ``faster_rcnn_nas_lowproposals``: fewer proposals, much less second-stage work (docs/detection.md)
+    proposals: int = 0
 
 
 @dataclass

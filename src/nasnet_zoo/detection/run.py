@@ -78,6 +78,9 @@ def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
         options["genotype"] = Genotype.load(cfg.model.genotype)
     weights = cfg.model.backbone_weights or None
     sizes = list(cfg.input.min_size)
+    if cfg.test.proposals:  # keep the top N after NMS (the RPN still ranks at least N before it)
+        options["rpn_post_nms_top_n_test"] = cfg.test.proposals
+        options["rpn_pre_nms_top_n_test"] = max(cfg.test.proposals, options.get("rpn_pre_nms_top_n_test", 1000))
     return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
                           backbone_args=dict(cfg.model.backbone_args), norm=cfg.model.norm,
                           gn_groups=cfg.model.gn_groups,

@@ -1,0 +1,54 @@
+"""The low-proposal setting (TEST.PROPOSALS) and the paper design's chunked second stage."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasnet_zoo.detection.builders import build_detector
+from nasnet_zoo.detection.config import DetConfig
+from nasnet_zoo.detection.run import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BACKBONE = {"cells_per_stack": 1, "num_conv_filters": 8}
+
+
+def test_chunked_second_stage_gives_the_same_detections() -> None:
+    torch.manual_seed(0)
+    model = build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=5, backbone_args=BACKBONE, min_size=160,
+                           max_size=256, box_score_thresh=0.05).eval()
+    image = torch.rand(3, 240, 320)
+    outputs = []
+    for chunk in (10_000, 64, 7):  # all crops at once, the default chunk, an odd chunk with a remainder
+        model.roi_heads.box_head.chunk = chunk
+        with torch.no_grad():
+            outputs.append(model([image])[0])
+    for out in outputs[1:]:
+        assert len(out["boxes"]) == len(outputs[0]["boxes"]) > 0
+        assert torch.allclose(out["boxes"], outputs[0]["boxes"], atol=1e-4)
+        assert torch.allclose(out["scores"], outputs[0]["scores"], atol=1e-6)
+
+
+def test_box_head_chunk_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="box_head_chunk"):
+        build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=3, backbone_args=BACKBONE, box_head_chunk=0)
+
+
+@pytest.mark.parametrize("design", ["fpn", "c4"])
+def test_test_proposals_limits_what_reaches_the_second_stage(design: str) -> None:
+    cfg = DetConfig()
+    cfg.model.name = f"fasterrcnn_nasnet_a_mobile_{design}"
+    cfg.model.backbone_args = dict(BACKBONE)
+    cfg.input.min_size, cfg.input.max_size = [160], 256
+    seen: list[int] = []
+    counts: dict[int, int] = {}
+    for proposals in (0, 50):
+        cfg.test.proposals = proposals
+        torch.manual_seed(0)
+        model = build_model(cfg, num_classes=4).eval()
+        hook = model.roi_heads.box_roi_pool.register_forward_hook(
+            lambda _m, args, _out: seen.append(sum(len(b) for b in args[1])))
+        with torch.no_grad():
+            model([torch.rand(3, 200, 240)])
+        hook.remove()
+        counts[proposals] = seen[-1]
+    assert counts[50] == 50 < counts[0]  # the default keeps torchvision's 1000 (as many as the image yields)
