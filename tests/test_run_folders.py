@@ -173,7 +173,7 @@ def _assert_same_strategy_state(rebuilt: dict, saved: dict) -> None:
 def test_a_lost_search_state_is_rebuilt_from_the_journal(tmp_path, capsys, damage):
     out = tmp_path / "run"
     SearchRun(_oracle(out, 50), progress=False).run()
-    SearchRun(_oracle(out, 70), resume=True, progress=False).run()  # a second session, so the journal holds sessions 0 and 1
+    SearchRun(_oracle(out, 70), resume=True, progress=False).run()  # a second session: the journal holds sessions 0, 1
     state_path = out / STATE_NAME
     saved = load_search_state(state_path)
     assert saved["strategy"]["updates"] == 3 and len(saved["strategy"]["buffer"]) == 10
@@ -387,7 +387,8 @@ def test_a_search_state_that_would_run_code_is_ignored_and_rebuilt(tmp_path, cap
     marker = tmp_path / "code_ran"
     torch.save({"version": 1, "payload": _RunsCode(marker)}, out / STATE_NAME)
     SearchRun(_oracle(out, 40), resume=True, progress=False)
-    assert "is unreadable" in capsys.readouterr().err and not marker.exists()
+    err = capsys.readouterr().err
+    assert f"refused to load {out / STATE_NAME}" in err and "rebuilt the search state" in err and not marker.exists()
 
 
 @pytest.mark.slow

@@ -197,7 +197,8 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
     refresh_bn_stats()
     if dist_info.is_main:
         save_checkpoint(checkpoint, {"model": model.state_dict(), **identity, **state.checkpoint_extra()})
-        save_checkpoint(output_dir / FINAL_NAME, {"model": model.state_dict(), **identity, "iteration": state.iteration})
+        save_checkpoint(output_dir / FINAL_NAME,
+                        {"model": model.state_dict(), **identity, "iteration": state.iteration})
 
 
 def _checkpoint_iter(path: Path) -> Any:

@@ -59,7 +59,7 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     config.model.backbone_weights = ""  # the checkpoint holds every weight; nothing to fetch
     categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
     model = build_model(config, saved["num_classes"])
-    load_checkpoint(checkpoint, model, detector_identity(name, saved["num_classes"], saved.get("categories", categories)),
-                    written_by=WRITER)
+    identity = detector_identity(name, saved["num_classes"], saved.get("categories", categories))
+    load_checkpoint(checkpoint, model, identity, written_by=WRITER)
     found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
     return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)

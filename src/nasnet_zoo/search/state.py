@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..utils.io import atomic_torch_save
+from ..utils.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .strategy import SearchStrategy
 
 STATE_NAME = "search_state.pt"
@@ -27,8 +27,7 @@ class SearchStateError(ValueError):
 
 
 def save_search_state(path: str | Path, strategy_state: dict[str, Any], observed: int, resumes: int) -> None:
-    atomic_torch_save({"version": _VERSION, "strategy": strategy_state, "observed": observed,
-                       "resumes": resumes}, path)
+    save_checkpoint(path, {"version": _VERSION, "strategy": strategy_state, "observed": observed, "resumes": resumes})
 
 
 def load_search_state(path: str | Path) -> dict[str, Any] | None:
@@ -37,13 +36,11 @@ def load_search_state(path: str | Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated, corrupt or foreign files raise many types
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise SearchStateError(f"{path} is unreadable ({reason})") from None
-    if not isinstance(state, dict) or state.get("version") != _VERSION:
-        found = state.get("version") if isinstance(state, dict) else type(state).__name__
-        raise SearchStateError(f"{path} has checkpoint version {found!r}; this code reads {_VERSION}")
+        state = read_checkpoint(path, written_by="tools/search.py")  # weights only: nothing in it can run
+    except CheckpointError as err:
+        raise SearchStateError(str(err)) from None
+    if state.get("version") != _VERSION:
+        raise SearchStateError(f"{path} has checkpoint version {state.get('version')!r}; this code reads {_VERSION}")
     return state
 
 

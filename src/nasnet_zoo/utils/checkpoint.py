@@ -99,7 +99,7 @@ def read_checkpoint(path: str | Path, *, written_by: str = "") -> dict[str, Any]
     except pickle.UnpicklingError:
         loaded = _read_legacy(path)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_line(err)}") from None
+        raise _unreadable(path, err) from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a checkpoint dict"
                               + (f" of {written_by}" if written_by else ""))
@@ -111,7 +111,7 @@ def _read_legacy(path: Path) -> Any:
     try:
         needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception as err:  # noqa: BLE001 - not even a readable archive
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_line(err)}") from None
+        raise _unreadable(path, err) from None
     foreign = sorted(needed - set(_NUMPY_ARRAY_GLOBALS))
     if foreign:
         raise CheckpointError(
@@ -125,7 +125,7 @@ def _read_legacy(path: Path) -> Any:
         with torch.serialization.safe_globals([g for g in allowed if g is not None] + dtypes):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_first_line(err)}") from None
+        raise _unreadable(path, err) from None
 
 
 def _numpy_global(name: str) -> Any:
@@ -134,6 +134,11 @@ def _numpy_global(name: str) -> Any:
         return getattr(__import__(module, fromlist=[attr]), attr)
     except (ImportError, AttributeError):
         return None
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint (damaged, truncated or of another format: "
+                           f"{_first_line(err)})")
 
 
 def _first_line(err: BaseException) -> str:
