@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/backbone.py
-	$(PY) bench/onnx.py
+	$(PY) bench/onnx_speed.py
 	$(PY) bench/detector.py
 	$(PY) bench/search.py
 

@@ -15,7 +15,7 @@ Detector contenders, batch 1 (a 480x640 photo, resized inside to 800x1067):
 Targets: ours_onnx <= cadene_onnx and >= 3x faster than cadene_eager at batch 1; det_onnx >= 1.5x faster
 than det_eager. Outputs are compared too.
 
-    python bench/onnx.py --out runs/bench/onnx.json [--reps 10] [--threads 1]
+    python bench/onnx_speed.py --out runs/bench/onnx.json [--reps 10] [--threads 1]
 """
 from __future__ import annotations
 
@@ -30,21 +30,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# Run as a script, this file's folder comes first on sys.path and this file would shadow the onnx package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
-
-import nasnet_zoo  # noqa: E402
-from nasnet_zoo.convert import convert_state_dict  # noqa: E402
-from nasnet_zoo.inference import optimize_for_inference  # noqa: E402
-from nasnet_zoo.onnx import ClassifierGraph, export_classifier, open_session  # noqa: E402
-from nasnet_zoo.onnx.parity import synthetic_image  # noqa: E402
-from nasnet_zoo.testing import randomize_batchnorm  # noqa: E402
-from nasnet_zoo.utils.io import atomic_write_json  # noqa: E402
+import nasnet_zoo
+from nasnet_zoo.convert import convert_state_dict
+from nasnet_zoo.inference import optimize_for_inference
+from nasnet_zoo.onnx import ClassifierGraph, export_classifier, open_session
+from nasnet_zoo.onnx.parity import synthetic_image
+from nasnet_zoo.testing import randomize_batchnorm
+from nasnet_zoo.utils.io import atomic_write_json
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
