@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                      "with `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`"
                      " (see docs/detection.md), or use the default --engine torchvision")
         from nasnet_zoo.detection.d2.train_net import main as d2_main
-        return d2_main(without_engine_flag(argv))
+        from nasnet_zoo.utils.run_lock import RunFolderBusy
+        try:
+            return d2_main(without_engine_flag(argv))
+        except RunFolderBusy as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from nasnet_zoo.config import ConfigError, load_config

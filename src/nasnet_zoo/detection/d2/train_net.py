@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from nasnet_zoo.configs import CONFIG_ROOT
 from nasnet_zoo.utils.io import atomic_write_json
+from nasnet_zoo.utils.run_lock import RunLock, lock_run_folder
 
 from ..config import DemoConfig
 from ..demo_data import DigitsSpec, build_digits_dataset
@@ -177,8 +178,19 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if demo and not cfg.MODEL.WEIGHTS:
         cfg.MODEL.WEIGHTS = digit_pretrained_backbone(cfg, spec)
     cfg.freeze()
+    lock_output_dir(cfg.OUTPUT_DIR)  # before default_setup writes the config and log there
     default_setup(cfg, args)
     return cfg
+
+
+#: The OUTPUT_DIR locks this process holds, until it exits (one writer per run folder, as train_det.py).
+_HELD_LOCKS: list[RunLock] = []
+
+
+def lock_output_dir(folder: str) -> None:
+    """The global rank-0 worker takes OUTPUT_DIR's lock (nasnet_zoo.utils.run_lock) or raises RunFolderBusy."""
+    if comm.get_rank() == 0 and not any(lock.folder == Path(folder) for lock in _HELD_LOCKS):
+        _HELD_LOCKS.append(lock_run_folder(folder))
 
 
 def run(args: argparse.Namespace) -> None:
