@@ -28,6 +28,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,14 @@ def shared_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchConfig,
 
 def kendall(x: np.ndarray, y: np.ndarray, resamples: int, seed: int) -> dict[str, float]:
     """Kendall's tau-b with its p-value and a 95% percentile bootstrap interval over paired cells."""
-    tau = stats.kendalltau(x, y)
-    interval = stats.bootstrap((x, y), lambda a, b: stats.kendalltau(a, b).statistic, paired=True,
-                               vectorized=False, n_resamples=resamples, method="percentile",
-                               rng=np.random.default_rng(seed)).confidence_interval
+    with warnings.catch_warnings():  # constant data (e.g. every cell at chance) gives NaN, reported as None
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tau = stats.kendalltau(x, y)
+        interval = stats.bootstrap((x, y), lambda a, b: stats.kendalltau(a, b).statistic, paired=True,
+                                   vectorized=False, n_resamples=resamples, method="percentile",
+                                   rng=np.random.default_rng(seed)).confidence_interval
+
     def finite(value: float) -> float | None:  # a constant resample (e.g. every cell at chance) has no tau
         return float(value) if np.isfinite(value) else None
     return {"tau": finite(tau.statistic), "p_value": finite(tau.pvalue),

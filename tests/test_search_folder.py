@@ -127,3 +127,17 @@ def test_an_unreadable_image_is_named(tmp_path):
     (root / "train" / "digit1" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(FolderLayoutError, match="broken.png cannot be read as an image"):
         load_folder_images(root, "train", list_classes(root), image_size=16)
+
+
+def test_shared_weight_search_on_an_image_folder(tmp_path):
+    from nasnet_zoo.search.runner import run_search
+
+    root = write_digit_folder(tmp_path / "digits")
+    cfg = SearchConfig(reward="shared", strategy="ppo", dataset="folder", data_dir=str(root), children=10,
+                       output_dir=str(tmp_path / "run"),
+                       child=ChildConfig(val_size=9, image_size=16, filters=4, cells=1, batch_size=9))
+    cfg.ppo.minibatch, cfg.shared.train_steps, cfg.shared.controller_updates = 5, 3, 1
+    run_search(cfg, progress=False)
+    records = read_jsonl(tmp_path / "run" / "journal.jsonl")
+    assert len(records) == 10 and {r["status"] for r in records} == {"ok"}
+    assert all(0 <= r["reward"] <= 1 for r in records)
