@@ -149,7 +149,7 @@ def test_mismatch_exits_nonzero_with_a_table(exported: dict, run_dir: Path, monk
 
 
 def test_checkpoint_of_another_model_is_refused(run_dir: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    rc = cli.main(["--detector", "fasterrcnn_nasnet_a_mobile_nas", "--checkpoint", str(run_dir / "model_final.pth"),
+    rc = cli.main(["--detector", "fasterrcnn_nasnet_a_mobile_c4", "--checkpoint", str(run_dir / "model_final.pth"),
                    "--output", str(tmp_path / "x.onnx")])
     err = capsys.readouterr().err
     assert rc == 2 and "model_name" in err and NAME in err
@@ -167,17 +167,17 @@ def test_corrupt_detector_file(exported: dict, tmp_path: Path) -> None:
 
 
 def test_paper_split_design_exports_exactly(tmp_path: Path) -> None:
-    """fasterrcnn_nasnet_a_mobile_nas: one RoI level, NASNet cells run per proposal as the second stage."""
+    """fasterrcnn_nasnet_a_mobile_c4: one RoI level, NASNet cells run per proposal as the second stage."""
     from nasnet_zoo.onnx import export_detector
     torch.manual_seed(0)
-    model = build_detector("fasterrcnn_nasnet_a_mobile_nas", num_classes=3, min_size=160, max_size=256,
+    model = build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=3, min_size=160, max_size=256,
                            backbone_args={"cells_per_stack": 1, "num_conv_filters": 8}, rpn_conv_channels=32,
                            rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=60, box_score_thresh=0.0).eval()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(30)
-    export_detector(model, tmp_path / "nas.onnx", model_name="fasterrcnn_nasnet_a_mobile_nas",
+    export_detector(model, tmp_path / "c4.onnx", model_name="fasterrcnn_nasnet_a_mobile_c4",
                     class_names=["__background__", "a", "b"])
-    runner = OnnxDetector(tmp_path / "nas.onnx")
+    runner = OnnxDetector(tmp_path / "c4.onnx")
     cases = [("200x300", synthetic_image(200, 300, seed=9)), ("333x517", synthetic_image(333, 517, seed=4))]
     report = run_detector_parity(lambda im: torch_detections(model, im), runner.raw, cases)
     assert report.ok and all(c.figures["torch dets"] > 0 for c in report.cases), report.table()
