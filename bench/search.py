@@ -7,8 +7,14 @@
 2. Throughput: a real proxy search on CIFAR-10 (tiny children of a few seconds) with 1 and then 2 local workers:
    children per hour side by side, and the controller's share of wall time (sampling + PPO updates +
    checkpoints; target under 2% when a child trains for a second or more).
+3. Cost of weight sharing (issue 14, item 4): children evaluated per hour by a real shared-weight search and by
+   real proxy searches (stand-alone children, one local worker) on the same machine, the same child network
+   (N, F, image size, batch) and the same data, one torch thread each. The proxy runs at each ``--proxy-budget``
+   (training images x epochs): the tiny child of part 2 and the stand-alone budget that bench/search_rank.py
+   ranks cells with on this CPU. Target: the shared search evaluates at least 100x the children per hour.
 
     python bench/search.py --out runs/bench/search --data-dir ../shared/data/cifar-10-subset/cifar-10-batches-py
+    python bench/search.py --skip-oracle --skip-throughput --data-dir ...      # part 3 only
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import torch
 
 from nasnet_zoo.search.child import ChildConfig
 from nasnet_zoo.search.report import plot_rewards, running_mean
-from nasnet_zoo.search.runner import SearchConfig, SearchRun
+from nasnet_zoo.search.runner import SearchConfig, SearchRun, run_search
+from nasnet_zoo.search.supernet import SharedConfig
 from nasnet_zoo.utils.io import atomic_write_json, read_jsonl
 
 CHECKPOINTS = (200, 500, 1000, 1500, 2000)
@@ -101,6 +108,51 @@ def throughput(out: Path, data_dir: str, children: int, child: ChildConfig, thre
     return result
 
 
+def cost(out: Path, data_dir: str, child: ChildConfig, shared: SharedConfig, shared_children: int,
+         budgets: list[tuple[int, int]], proxy_children: int) -> dict:
+    """Children per hour: one shared-weight search against proxy searches at each (train images, epochs)."""
+    result: dict = {"child": {k: getattr(child, k) for k in ("filters", "cells", "image_size", "batch_size",
+                                                                 "val_size", "lr")},
+                    "shared_settings": shared.__dict__ | {"children": shared_children}, "proxy": []}
+    folder = out / "cost" / "shared"
+    shutil.rmtree(folder, ignore_errors=True)
+    cfg = SearchConfig(strategy="ppo", reward="shared", data_dir=data_dir, children=shared_children,
+                       output_dir=str(folder), child=ChildConfig(**child.__dict__), shared=SharedConfig(**shared.__dict__))
+    summary = run_search(cfg, progress=False)
+    records = read_jsonl(folder / "journal.jsonl")
+    result["shared"] = {"children": len(records), "wall_seconds": round(summary["wall_seconds"], 1),
+                        "children_per_hour": round(3600 * len(records) / summary["wall_seconds"], 1),
+                        "train_steps": summary["train_steps"], "train_seconds": round(summary["train_seconds"], 1),
+                        "mean_reward_seconds": round(float(np.mean([r["seconds"] for r in records])), 4)}
+    for train_size, epochs in budgets:
+        folder = out / "cost" / f"proxy_{train_size}x{epochs}"
+        shutil.rmtree(folder, ignore_errors=True)
+        budget = ChildConfig(**(child.__dict__ | {"train_size": train_size, "epochs": epochs}))
+        cfg = SearchConfig(strategy="ppo", reward="proxy", data_dir=data_dir, backend="local", workers=1,
+                           worker_threads=1, children=proxy_children, output_dir=str(folder), child=budget)
+        summary = SearchRun(cfg, progress=False).run()
+        records = read_jsonl(folder / "journal.jsonl")
+        per_hour = 3600 * len(records) / summary["wall_seconds"]
+        result["proxy"].append({"train_size": train_size, "epochs": epochs, "children": len(records),
+                                "wall_seconds": round(summary["wall_seconds"], 1),
+                                "children_per_hour": round(per_hour, 1),
+                                "mean_child_seconds": round(float(np.mean([r["seconds"] for r in records])), 2),
+                                "mean_reward": round(float(np.mean([r["reward"] for r in records])), 4),
+                                "shared_speedup": round(result["shared"]["children_per_hour"] / per_hour, 1)})
+    print(f"\nChildren evaluated per hour, same machine, child N={child.cells} F={child.filters} "
+          f"{child.image_size}px batch {child.batch_size}, 1 torch thread")
+    print(f"{'reward':<34} | {'children/hour':>13} {'s per child':>11} | {'shared / this':>13}")
+    sh = result["shared"]
+    print(f"{'shared (' + str(shared.eval_batch_size) + ' val images per child)':<34} | "
+          f"{sh['children_per_hour']:>13.1f} {3600 / sh['children_per_hour']:>11.3f} | {'':>13}")
+    for run in result["proxy"]:
+        label = f"proxy ({run['train_size']} images x {run['epochs']} epochs)"
+        print(f"{label:<34} | {run['children_per_hour']:>13.1f} {3600 / run['children_per_hour']:>11.2f} | "
+              f"{run['shared_speedup']:>12.1f}x")
+    result["meets_100x"] = all(run["shared_speedup"] >= 100 for run in result["proxy"][-1:])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/bench/search", help="folder for search.json, the plot and the runs")
@@ -115,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                    "extra threads spin and make timings meaningless)")
     p.add_argument("--skip-oracle", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-cost", action="store_true")
+    p.add_argument("--shared-children", type=int, default=200, help="children of the shared search (part 3)")
+    p.add_argument("--cost-proxy-children", type=int, default=4, help="children per proxy budget (part 3)")
+    p.add_argument("--proxy-budget", nargs="+", default=["256x1", "2000x2"], metavar="IMAGESxEPOCHS",
+                   help="stand-alone budgets of part 3; the last one is held to the 100x target")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         child = ChildConfig(epochs=1, train_size=args.child_train_size, val_size=500, filters=8, cells=1,
                             image_size=args.child_image_size, batch_size=32, lr=0.05)
         report["throughput"] = throughput(out, args.data_dir, args.proxy_children, child, args.threads)
+    if not args.skip_cost:
+        child = ChildConfig(train_size=0, val_size=1000, filters=8, cells=1, image_size=16, batch_size=64, lr=0.05)
+        budgets = [tuple(int(v) for v in b.lower().split("x")) for b in args.proxy_budget]
+        report["cost"] = cost(out, args.data_dir, child, SharedConfig(threads=args.threads), args.shared_children,
+                              budgets, args.cost_proxy_children)  # type: ignore[arg-type]
     atomic_write_json(out / "search.json", report)
     print(f"\nwrote {out / 'search.json'}" + ("" if args.skip_oracle else f" and {out / 'oracle_rewards.png'}"))
     return 0

@@ -236,6 +236,25 @@ def test_resume_with_another_reward_is_refused(tmp_path, cifar_dir, capsys):
         make_search(shared, resume=True)
 
 
+@pytest.mark.slow
+def test_a_resume_that_would_sample_other_children_than_the_journal_is_refused(tmp_path, cifar_dir):
+    import shutil
+
+    from nasnet_zoo.search.runner import SearchConfigError, make_search, run_search
+    from nasnet_zoo.utils.io import read_jsonl
+
+    out = tmp_path / "out"
+    run_search(_config(out, cifar_dir, 10), progress=False)
+    before = read_jsonl(out / "journal.jsonl")
+    shutil.copy(out / "shared_state.prev.pt", out / "shared_state.pt")  # back to round 1: 5 lines to replay
+    with pytest.raises(SearchConfigError, match="the journal holds 5 children past the checkpoint"):
+        make_search(_config(out, cifar_dir, 10, "shared.train_steps", "4"), resume=True)
+    with pytest.raises(SearchConfigError, match="shared weights; this supernet has"):
+        make_search(_config(out, cifar_dir, 10, "child.filters", "8"), resume=True)
+    run_search(_config(out, cifar_dir, 10), resume=True, progress=False)
+    assert read_jsonl(out / "journal.jsonl") == before
+
+
 # ---- devices and processes ------------------------------------------------------------------------------------
 
 def test_amp_settings_and_the_bf16_autocast_path_on_cpu(tmp_path, cifar_dir):

@@ -297,13 +297,21 @@ class SharedSearchRun:
         self.done = self.step = self.round = self.resumes = 0
         state = load_shared_state(self.out) if resume else None
         if state is not None:
-            self.evaluator.load_state_dict(state["evaluator"])
+            try:
+                self.evaluator.load_state_dict(state["evaluator"])
+            except ValueError as err:
+                raise SearchConfigError(f"{self.out}: {err}; resume with the search's own child.* settings") from None
             self.strategy.load_state_dict(state["strategy"])
             self.done, self.step, self.round = state["observed"], state["step"], state["round"]
             self.resumes = state["resumes"] + 1
             if self.done > len(self.records):
                 raise SearchConfigError(f"{self.out}: the checkpoint has seen {self.done} children but the journal "
                                         f"holds {len(self.records)}; the journal was cut or replaced")
+            if len(self.records) > self.done and state["round_settings"] != self._round_settings():
+                raise SearchConfigError(
+                    f"{self.out}: the journal holds {len(self.records) - self.done} children past the checkpoint, "
+                    f"sampled in a round with {state['round_settings']}; resume with these settings so that the "
+                    f"round is replayed exactly (got {self._round_settings()})")
         elif resume and self.records:
             warnings.warn(f"{self.out}: no readable checkpoint; retraining from the start and replaying the "
                           f"{len(self.records)} journaled children")
@@ -311,11 +319,17 @@ class SharedSearchRun:
         if self.info.is_main:
             dump_config(cfg, self.out / CONFIG_NAME)
 
+    def _round_settings(self) -> dict[str, int]:
+        """What decides which children a round samples: a replayed round must use the same."""
+        return {"shared.train_steps": self.cfg.shared.train_steps,
+                "shared.controller_updates": self.cfg.shared.controller_updates, "ppo.minibatch": self.cfg.ppo.minibatch}
+
     def _checkpoint(self) -> None:
         if self.info.is_main:
             save_shared_state(self.out, {"evaluator": self.evaluator.state_dict(),
                                          "strategy": self.strategy.state_dict(), "observed": self.done,
-                                         "step": self.step, "round": self.round, "resumes": self.resumes})
+                                         "step": self.step, "round": self.round, "resumes": self.resumes,
+                                         "round_settings": self._round_settings()})
 
     def _child(self, proposal: Proposal) -> None:
         index = self.done
