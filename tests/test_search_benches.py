@@ -76,3 +76,17 @@ def test_h2h_tables():
     table = h2h.markdown_tables(report)
     assert "| ppo | 0.5000 ± 0.0100 | 0.5000 ± 0.0100 | 0.5000 ± 0.0100 |" in table
     assert "| ppo | 9 | 41.50 | 1.25 | 43.00 |" in table
+
+
+def test_h2h_scores_a_genotype_scored_again_at_its_mean(tmp_path):
+    from nasnet_zoo.search.space import SearchSpace
+    from nasnet_zoo.utils.io import append_jsonl
+
+    h2h = _bench("search_h2h")
+    space = SearchSpace()
+    a, b, c = (space.to_genotype(space.random_decisions(np.random.default_rng(s))).to_dict() for s in (1, 2, 3))
+    for genotype, reward, status in ((a, 0.9, "ok"), (b, 0.6, "ok"), (a, 0.1, "ok"), (c, 0.95, "nan")):
+        append_jsonl(tmp_path / "journal.jsonl", {"genotype": genotype, "reward": reward, "status": status})
+    children = h2h.distinct_children(tmp_path)
+    assert [round(r, 6) for _, r in children] == [0.6, 0.5]  # a's two scores averaged; the failed child left out
+    assert h2h.search_rewards(tmp_path)["top1"] == pytest.approx(0.6)
