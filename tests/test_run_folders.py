@@ -82,6 +82,23 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
     assert lock_run_folder(tmp_path, enabled=False).held is False  # other torchrun ranks take no lock
 
 
+@pytest.mark.parametrize("reward", ["oracle", "proxy", "shared"])
+def test_every_search_reward_takes_the_lock(tmp_path, fake_cifar, reward):
+    from nasnet_zoo.search.runner import make_search
+    out = tmp_path / "search"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom nasnet_zoo.utils.run_lock import "
+                               "lock_run_folder\nlock = lock_run_folder(sys.argv[1])\ntime.sleep(600)", str(out)],
+                              env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_holder(out, holder)
+        cfg = SearchConfig(reward=reward, data_dir=str(fake_cifar), children=4, output_dir=str(out))
+        with pytest.raises(RunFolderBusy, match=f"run folder {out} is in use .*pid {holder.pid} on host"):
+            make_search(cfg, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # the refused search wrote nothing
+    finally:
+        _kill(holder)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_search_second_process_refused_and_resume_after_kill(tmp_path):
