@@ -128,6 +128,10 @@ def kendall(x: np.ndarray, y: np.ndarray, resamples: int, seed: int) -> dict[str
             "ci95": [finite(interval.low), finite(interval.high)]}
 
 
+def show(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="cpu")
@@ -188,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("shared_vs_standalone", "standalone_seed0_vs_seed1"):
         if name in result:
             r = result[name]
-            print(f"Kendall tau {name}: {r['tau']} (95% bootstrap CI {r['ci95'][0]} .. {r['ci95'][1]}, "
-                  f"p = {r['p_value']})")
+            print(f"Kendall tau {name}: {show(r['tau'])} (95% bootstrap CI {show(r['ci95'][0])} .. "
+                  f"{show(r['ci95'][1])}, p = {show(r['p_value'])})")
     print(f"wrote {json_path}")
     return 0
 
