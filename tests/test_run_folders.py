@@ -80,6 +80,13 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
         assert lock.held and f"pid {os.getpid()} " in (tmp_path / LOCK_NAME).read_text()
     assert not lock.held
     assert lock_run_folder(tmp_path, enabled=False).held is False  # other torchrun ranks take no lock
+    fresh = tmp_path / "fresh"
+    with lock_run_folder(fresh):  # a run that fails before writing anything leaves no folder behind
+        assert (fresh / LOCK_NAME).is_file()
+    assert not fresh.exists()
+    with lock_run_folder(fresh):
+        (fresh / "metrics.jsonl").write_text("{}\n")
+    assert sorted(p.name for p in fresh.iterdir()) == [LOCK_NAME, "metrics.jsonl"]
 
 
 @pytest.mark.parametrize("reward", ["oracle", "proxy", "shared"])

@@ -51,9 +51,12 @@ class RunLock:
         """Drop the lock; a folder this lock created and nothing else wrote to is removed first."""
         if self._file is None:
             return
-        if self._created_folder and [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:
-            (self.folder / LOCK_NAME).unlink()
-            self.folder.rmdir()
+        try:
+            if self._created_folder and [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:
+                (self.folder / LOCK_NAME).unlink()
+                self.folder.rmdir()
+        except OSError:  # removed or changed meanwhile: nothing of ours to tidy
+            pass
         self._file.close()  # closing the descriptor drops the flock
         self._file = None
 
