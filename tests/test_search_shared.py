@@ -126,6 +126,7 @@ def _search_args(out: Path, cifar_dir: Path, children: int, *flags: str, opts: t
 @pytest.mark.parametrize("strategy", ["ppo", "random"])
 def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_dir, strategy):
     from nasnet_zoo.genotypes import Genotype
+    from nasnet_zoo.search.journal import genotype_key
     from nasnet_zoo.search.shared import load_shared_state
     from nasnet_zoo.utils.io import read_jsonl
 
@@ -141,7 +142,8 @@ def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_di
     assert any((out / "tensorboard").iterdir())
     import json
     top = json.loads((out / "top_genotypes.json").read_text())
-    Genotype.from_dict(top[0]["genotype"])
+    keys = [genotype_key(Genotype.from_dict(t["genotype"])) for t in top]
+    assert len(set(keys)) == len(keys) == min(10, len({genotype_key(Genotype.from_dict(r["genotype"])) for r in records}))
     metrics = read_jsonl(out / "metrics.jsonl")
     assert any("shared/loss" in m for m in metrics)
     state = load_shared_state(out)

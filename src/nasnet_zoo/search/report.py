@@ -21,17 +21,19 @@ LATENCY_FIELDS = ("accuracy", "latency_ms")
 
 
 def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """The ``k`` best distinct genotypes that trained successfully (duplicates point at their first child;
-    a shared-weight search scores a genotype sampled again anew, and its best-ranked line stands for it)."""
-    ok = [r for r in records if r["status"] == "ok"]
-    ok.sort(key=lambda r: (-r["reward"], r["index"]))
-    seen: set[str] = set()
-    distinct = []
-    for record in ok:
-        key = genotype_key(Genotype.from_dict(record["genotype"]))
-        if key not in seen:
-            seen.add(key)
-            distinct.append(record)
+    """The ``k`` best distinct genotypes that trained successfully (duplicates point at their first child).
+
+    A shared-weight search scores a genotype anew (on another validation minibatch) each time it is sampled:
+    such a genotype stands at its mean reward over those evaluations (``evaluations``), since its best score
+    would favour the genotypes sampled most.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["status"] == "ok":
+            groups.setdefault(genotype_key(Genotype.from_dict(record["genotype"])), []).append(record)
+    distinct = [{**group[0], "reward": float(np.mean([r["reward"] for r in group])), "evaluations": len(group)}
+                for group in groups.values()]
+    distinct.sort(key=lambda r: (-r["reward"], r["index"]))
     return distinct[:k]
 
 
