@@ -72,6 +72,8 @@ def build(full: Path, out: Path) -> None:
     for name, arrays in ((oracle.MODEL_FILE, stored), (oracle.OPS_FILE, ops)):
         with atomic_open(out / name, "wb") as f:
             np.savez_compressed(f, **arrays)
+    for name in (oracle.VARIABLES_FILE, oracle.MODEL_FILE, oracle.OPS_FILE):
+        (out / name).chmod(0o644)  # the atomic writer's temporary files are private; these are project files
     verify(full, out)
 
 
