@@ -59,7 +59,7 @@ class GatherMultiScaleRoIAlign(nn.Module):
     def forward(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
         pool = self.pool
-        maps = [features[name] for name in pool.featmap_names]
+        maps = [features[name] for name in pool.featmap_names if name in features]  # as torchvision filters them
         if pool.scales is None or pool.map_levels is None:
             pool.scales, pool.map_levels = _setup_scales(maps, image_shapes, pool.canonical_scale, pool.canonical_level)
         rois = _convert_to_roi_format(boxes)
