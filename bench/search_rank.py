@@ -9,7 +9,8 @@ images (``child.val_size`` out of the training split):
   ``--standalone-seeds`` seed; with two seeds, Kendall's tau between the seeds is the ceiling any cheaper
   reward can reach at this budget;
 * shared: a supernet (``SharedWeightEvaluator``) trained for ``--shared-steps`` minibatches with one uniformly
-  sampled child per minibatch (as random search trains it), then each cell scored with the shared weights.
+  sampled child per minibatch (as random search trains it), then each cell scored with the shared weights;
+  or, with ``--supernet-from RUN``, the weights of a finished shared search (its child settings are used).
 
 Kendall's tau between the two (scipy.stats.kendalltau) with a 95% percentile bootstrap interval over the
 cells (scipy.stats.bootstrap, paired), printed and written to ``--json``. Stand-alone results are cached per
@@ -40,7 +41,7 @@ from nasnet_zoo.config import load_config
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.search.child import ProxyData, train_child
 from nasnet_zoo.search.journal import genotype_key
-from nasnet_zoo.search.runner import SearchConfig
+from nasnet_zoo.search.runner import CONFIG_NAME, SearchConfig
 from nasnet_zoo.search.space import SearchSpace
 from nasnet_zoo.utils.io import append_jsonl, atomic_write_json, read_jsonl
 
@@ -69,8 +70,9 @@ def cells_to_rank(n: int, seed: int) -> list[Genotype]:
 
 def standalone_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchConfig, seeds: int, out: Path,
                           device: str) -> tuple[np.ndarray, float]:
-    """[cells, seeds] validation accuracies of the cells trained alone (cached per genotype and seed)."""
-    cache = {(r["key"], r["seed"]): r for r in read_jsonl(out / STANDALONE_NAME)} \
+    """[cells, seeds] validation accuracies of the cells trained alone (cached per genotype, seed and budget)."""
+    budget = json.dumps(vars(cfg.child), sort_keys=True)
+    cache = {(r["key"], r["seed"]): r for r in read_jsonl(out / STANDALONE_NAME) if r["budget"] == budget} \
         if (out / STANDALONE_NAME).exists() else {}
     seconds = 0.0
     acc = np.zeros((len(cells), seeds))
@@ -82,7 +84,7 @@ def standalone_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchCon
                 if result.status != "ok":
                     raise RuntimeError(f"stand-alone child {genotype.name} failed: {result.status} {result.reason}")
                 cache[key, seed] = {"key": key, "seed": seed, "name": genotype.name, "accuracy": result.reward,
-                                    "seconds": round(result.seconds, 2)}
+                                    "seconds": round(result.seconds, 2), "budget": budget}
                 append_jsonl(out / STANDALONE_NAME, cache[key, seed])
                 print(f"  stand-alone {genotype.name:>16} seed {seed}: {result.reward:.4f} ({result.seconds:.1f} s)")
             acc[i, seed] = cache[key, seed]["accuracy"]
@@ -91,24 +93,32 @@ def standalone_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchCon
 
 
 def shared_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchConfig, steps: int, seed: int,
-                      out: Path, device: str) -> tuple[np.ndarray, dict[str, float]]:
-    """Accuracy of every cell with the weights of one supernet trained on uniformly sampled children."""
+                      out: Path, device: str, supernet_from: str | None) -> tuple[np.ndarray, dict[str, float]]:
+    """Accuracy of every cell with the weights of one supernet: trained here on uniformly sampled children, or
+    those of the finished shared search in ``supernet_from``."""
+    from nasnet_zoo.search.shared import SharedWeightEvaluator, load_shared_state  # issue 14 items 1-2
+
     keys = [genotype_key(g) for g in cells]
+    source = str(Path(supernet_from).resolve()) if supernet_from else f"uniform, {steps} steps"
     path = out / SHARED_NAME
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved["steps"] == steps and saved["keys"] == keys:
+        if saved["source"] == source and saved["keys"] == keys:
             return np.array(saved["accuracy"]), saved["seconds"]
-    from nasnet_zoo.search.shared import SharedWeightEvaluator  # issue 14 items 1-2
-
     evaluator = SharedWeightEvaluator(cfg, data, device=device)
-    space, rng = SearchSpace(), np.random.default_rng([seed, 0x5EA4])
     tic = time.perf_counter()
-    evaluator.train(steps, lambda: space.to_genotype(space.random_decisions(rng)))
+    if supernet_from:
+        state = load_shared_state(Path(supernet_from))
+        if state is None:
+            raise SystemExit(f"error: {supernet_from} holds no shared-search checkpoint (shared_state.pt)")
+        evaluator.load_state_dict(state["evaluator"])
+    else:
+        space, rng = SearchSpace(), np.random.default_rng([seed, 0x5EA4])
+        evaluator.train(steps, lambda: space.to_genotype(space.random_decisions(rng)))
     trained = time.perf_counter() - tic
     accuracy = [evaluator.score(g) for g in cells]
     seconds = {"train": round(trained, 1), "score": round(time.perf_counter() - tic - trained, 1)}
-    atomic_write_json(path, {"steps": steps, "keys": keys, "accuracy": accuracy, "seconds": seconds})
+    atomic_write_json(path, {"source": source, "keys": keys, "accuracy": accuracy, "seconds": seconds})
     return np.array(accuracy), seconds
 
 
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--standalone-seeds", type=int)
     p.add_argument("--shared-steps", type=int)
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples")
+    p.add_argument("--supernet-from", help="score with the supernet of this finished shared search (its "
+                   "config.yaml's child settings replace the size's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
@@ -157,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     json_path = Path(args.json or ("runs/bench/search_rank.json" if args.size == "cpu"
                                    else f"runs/bench/search_rank_{args.size}.json"))
     overrides = [x for k, v in size["child"].items() for x in (f"child.{k}", str(v))]
-    cfg = load_config(SearchConfig(reward="shared", data_dir=args.data_dir, dataset=args.dataset, seed=args.seed),
-                      None, [*overrides, *args.opts])
+    base = SearchConfig(reward="shared", data_dir=args.data_dir, dataset=args.dataset, seed=args.seed)
+    if args.supernet_from:  # the supernet's shapes and the held-out split come from that search
+        searched = load_config(SearchConfig(), Path(args.supernet_from) / CONFIG_NAME)
+        base.child, base.shared, base.dataset = searched.child, searched.shared, searched.dataset
+        overrides = [x for k, v in size["child"].items() if k in ("epochs", "train_size")  # stand-alone budget
+                     for x in (f"child.{k}", str(v))]
+    cfg = load_config(base, None, [*overrides, *args.opts])
     torch.set_num_threads(args.threads)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -169,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
           f"rewards on {len(data.val_y)} held-out images")
     alone, alone_seconds = standalone_accuracies(cells, data, cfg, size["standalone_seeds"], out, args.device)
     shared, shared_seconds = shared_accuracies(cells, data, cfg, size["shared_steps"], args.seed, out,
-                                               args.device)
+                                               args.device, args.supernet_from)
     alone_mean = alone.mean(axis=1)
     result: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "device": args.device, "threads": args.threads, "load_average": list(os.getloadavg())},
         "size": args.size, "cells": len(cells), "standalone_seeds": size["standalone_seeds"],
-        "shared_steps": size["shared_steps"], "child": vars(cfg.child), "dataset": cfg.dataset,
+        "shared_steps": None if args.supernet_from else size["shared_steps"], "supernet_from": args.supernet_from,
+        "child": vars(cfg.child), "dataset": cfg.dataset,
         "train_images": len(data.train_y), "val_images": len(data.val_y),
         "shared_vs_standalone": kendall(shared, alone_mean, size["bootstrap"], args.seed),
         "seconds": {"standalone_total": round(alone_seconds, 1), "shared": shared_seconds},

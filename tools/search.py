@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config-file", help="YAML settings (configs/search/*.yaml)")
     p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--reward", help=f"one of {', '.join(REWARDS)}")
-    p.add_argument("--data-dir", help="CIFAR-10 python version (cifar-10-batches-py) for the proxy reward")
+    p.add_argument("--data-dir", help="CIFAR-10 python version (cifar-10-batches-py), or an image folder with "
+                   "--dataset folder, for the proxy and shared rewards")
     p.add_argument("--dataset", help="cifar10 (default) or folder (ImageFolder layout: train/<class>/*.jpg and "
                    "val/<class>/*.jpg; rewards are held out of train/)")
     p.add_argument("--latency-target-ms", type=float, help="MnasNet soft constraint: reward = accuracy x "
