@@ -3,8 +3,9 @@ accuracy.
 
 The validation images are held out of the *training* batches (the paper holds out 5,000), and the same split
 is used for every child so that rewards are comparable. For an image folder they are held out of ``train/``
-too, so that ``val/`` stays unseen for the final retraining, as CIFAR-10's test batch does. A loss that goes NaN or a run past its time limit ends
-the child with reward 0 and the reason, so one bad architecture never stops a search.
+too, so that ``val/`` stays unseen for the final retraining, as CIFAR-10's test batch does. A loss that goes
+NaN or a run past its time limit ends the child with reward 0 and the reason, so one bad architecture never
+stops a search.
 """
 from __future__ import annotations
 
