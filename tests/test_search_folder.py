@@ -120,6 +120,8 @@ def test_missing_data_dir_and_unknown_dataset(tmp_path, capsys):
     assert cli.main(["--no-progress", "--reward", "proxy", "--dataset", "imagenet", "--data-dir", out,
                      "--output-dir", out]) == 2
     assert "unknown dataset 'imagenet'; expected one of cifar10, folder" in capsys.readouterr().err
+    assert cli.main(["--no-progress", "--reward", "oracle", "--dataset", "imagenet", "--output-dir", out]) == 2
+    assert "unknown dataset 'imagenet'; expected one of cifar10, folder" in capsys.readouterr().err
 
 
 def test_an_unreadable_image_is_named(tmp_path):

@@ -21,7 +21,7 @@ from ..utils.metrics import MetricsLogger
 from ..utils.run_lock import RunLock, lock_run_folder
 from .backends import (BACKENDS, Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task,
                        check_ray_address, gpu_devices)
-from .child import ChildConfig, ProxyReward, check_search_data
+from .child import SEARCH_DATASETS, ChildConfig, ProxyReward, check_search_data
 from .journal import JOURNAL_NAME, Journal, genotype_key
 from .latency import LatencyConfig, LatencyObjective
 from .ppo import PPOConfig, PPOStrategy
@@ -84,6 +84,7 @@ def validate_config(cfg: SearchConfig) -> None:
     """Check everything a search needs (including the data folder and the Ray address) up front."""
     _one_of("strategy", cfg.strategy, STRATEGIES)
     _one_of("reward", cfg.reward, REWARDS)
+    _one_of("dataset", cfg.dataset, SEARCH_DATASETS)
     if cfg.backend:
         _one_of("backend", cfg.backend, BACKENDS)
     if cfg.reward == "shared" and cfg.backend in ("local", "ray"):
