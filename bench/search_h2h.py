@@ -59,7 +59,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "search": {"children": 1000, "child.train_size": 0, "child.val_size": 1000, "child.image_size": 16,
                    "child.filters": 8, "child.cells": 1, "child.batch_size": 64},
         "proxy": {"children": 60, "child.train_size": 600, "child.epochs": 1, "workers": 1, "worker_threads": 1},
-        "shared": {"shared.train_steps": 50, "shared.controller_updates": 5},
+        # the search of configs/search/shared_cpu.yaml
+        "shared": {"shared.train_steps": 50, "shared.controller_updates": 5, "shared.eval_batch_size": 64,
+                   "shared.threads": 1},
         "retrain": {"recipe": "cifar_cpu", "max_steps": 100},
     },
     "gpu": {
