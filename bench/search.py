@@ -123,7 +123,8 @@ def cost(out: Path, data_dir: str, child: ChildConfig, shared: SharedConfig, sha
     result["shared"] = {"children": len(records), "wall_seconds": round(summary["wall_seconds"], 1),
                         "children_per_hour": round(3600 * len(records) / summary["wall_seconds"], 1),
                         "train_steps": summary["train_steps"], "train_seconds": round(summary["train_seconds"], 1),
-                        "mean_reward_seconds": round(float(np.mean([r["seconds"] for r in records])), 4)}
+                        "mean_reward_seconds": round(float(np.mean([r["seconds"] for r in records])), 4),
+                        "mean_reward_last_100": round(float(np.mean([r["reward"] for r in records[-100:]])), 4)}
     for train_size, epochs in budgets:
         folder = out / "cost" / f"proxy_{train_size}x{epochs}"
         shutil.rmtree(folder, ignore_errors=True)

@@ -44,10 +44,9 @@ from .child import ProxyData
 from .journal import JOURNAL_NAME, Journal, genotype_key
 from .latency import LatencyObjective
 from .runner import CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy, validate_config
-from .space import SearchSpace
 from .state import STATE_NAME
 from .strategy import Proposal
-from .supernet import SharedConfig, Supernet
+from .supernet import Supernet
 
 SHARED_STATE_PREVIOUS = "shared_state.prev.pt"
 _VERSION = 1
@@ -83,7 +82,6 @@ class SharedWeightEvaluator:
         self.cfg, self.data, self.info = cfg, data, info
         self.device = torch.device(device)
         self.seed = cfg.seed
-        self.space = SearchSpace(cfg.controller.num_blocks)
         with torch.random.fork_rng(devices=[]):  # the initial weights follow the search's seed, not the caller's RNG
             torch.manual_seed(_mix(cfg.seed, 0))
             self.supernet = Supernet(num_blocks=cfg.controller.num_blocks, cells_per_stack=child.cells,
