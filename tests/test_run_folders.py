@@ -405,6 +405,21 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(evil_check
     assert not marker.exists()
 
 
+def test_a_cifar_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
+    import pickle
+
+    from nasnet_zoo.data.cifar import CifarLayoutError, load_cifar10
+    marker = tmp_path / "code_ran"
+    good = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [0, 1]}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (tmp_path / name).write_bytes(pickle.dumps(good))
+    assert load_cifar10(tmp_path, "test")[0].shape == (2, 3, 32, 32)  # the array-only reader reads real layouts
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({**good, b"extra": _RunsCode(marker)}))
+    with pytest.raises(CifarLayoutError, match="refusing to load posix.system"):
+        load_cifar10(tmp_path, "test")
+    assert not marker.exists()
+
+
 def test_a_search_state_that_would_run_code_is_ignored_and_rebuilt(tmp_path, capsys):
     out = tmp_path / "run"
     SearchRun(_oracle(out, 40), progress=False).run()

@@ -1,4 +1,8 @@
-"""CIFAR-10 from the official python-pickle layout (``cifar-10-batches-py``)."""
+"""CIFAR-10 from the official python-pickle layout (``cifar-10-batches-py``).
+
+The batches are pickles, so they are read with an unpickler that builds only NumPy arrays and plain
+containers: a crafted batch file cannot run code (the format itself needs nothing else).
+"""
 from __future__ import annotations
 
 import pickle
@@ -30,10 +34,23 @@ def check_cifar_dir(path: str | Path) -> Path:
     return path
 
 
+#: The only globals a CIFAR batch needs: NumPy's array rebuilding (``numpy.core`` before NumPy 2).
+_ALLOWED_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                    for name in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only arrays, "
+                                         "lists and bytes, and loading anything else could run code")
+        return super().find_class(module, name)
+
+
 def _read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(file, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _ArrayOnlyUnpickler(f, encoding="bytes").load()
         data, labels = batch[b"data"], batch[b"labels"]
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError) as err:
         raise CifarLayoutError(f"{file} is not a CIFAR-10 pickle batch (expected keys b'data' and b'labels'): "
