@@ -210,6 +210,22 @@ def test_sigkill_then_resume_loses_no_child_and_writes_none_twice(tmp_path, cifa
     assert [(r["decisions"], r["reward"]) for r in after] == [(r["decisions"], r["reward"]) for r in reference]
 
 
+def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
+    from nasnet_zoo.search.latency import soft_constraint_reward
+    from nasnet_zoo.search.runner import run_search
+    from nasnet_zoo.utils.io import read_jsonl
+
+    out = tmp_path / "latency"
+    run_search(_config(out, cifar_dir, 5, "latency.target_ms", "2.0", "latency.image_size", "8",
+                       "latency.cells_per_stack", "1", "latency.filters", "4", "latency.runs", "3",
+                       "latency.warmup", "1"), progress=False)
+    records = read_jsonl(out / "journal.jsonl")
+    assert len(records) == 5
+    for r in records:
+        assert r["latency_ms"] > 0 and r["accuracy"] * 16 % 1 == 0
+        assert r["reward"] == pytest.approx(soft_constraint_reward(r["accuracy"], r["latency_ms"], 2.0))
+
+
 # ---- bad input ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flags, opts, message", [
