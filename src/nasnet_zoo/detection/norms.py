@@ -33,7 +33,8 @@ from .freeze import freeze_batchnorm
 log = logging.getLogger(__name__)
 
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
-#: Images per process below which BatchNorm statistics are too noisy to train with (detectron2's advice).
+#: Images per process below which BatchNorm statistics get too noisy (Wu & He, "Group Normalization", 2018:
+#: ImageNet error rises quickly below this batch size).
 MIN_BN_BATCH = 8
 
 

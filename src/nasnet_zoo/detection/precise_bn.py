@@ -5,11 +5,12 @@ moved, so the eval-mode model normalises with statistics of older weights. Here 
 (test scale, test proposals) over training batches with only its BatchNorm layers in training mode and torch's
 cumulative averaging (``momentum=None``), so each layer ends with the mean of its per-batch statistics under
 the final weights. Under DDP the ranks' averages are averaged. The global RNG states are restored afterwards,
-so the training that follows draws the same augmentations as a run without this pass (exact resume holds).
+so the training that follows draws the same augmentations as a run without this pass (resume stays exact).
 
 This fixes stale statistics, not a model that learned to depend on the statistics of its own small batch:
 for that use GN or FrozenBN (:mod:`.norms`). Hand-written because torch and torchvision have no PreciseBN;
-it follows detectron2's ``update_bn_stats`` idea on torch's own cumulative average.
+it follows the idea of fvcore's ``update_bn_stats`` (detectron2's PreciseBN hook) on torch's own cumulative
+average.
 """
 from __future__ import annotations
 
