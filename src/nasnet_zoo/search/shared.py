@@ -49,7 +49,7 @@ from .strategy import Proposal
 from .supernet import Supernet
 
 SHARED_STATE_PREVIOUS = "shared_state.prev.pt"
-_VERSION = 1
+_VERSION = 2  # 2: weights and momentum as flat tensors
 
 
 def _mix(*parts: int) -> int:
