@@ -82,6 +82,9 @@ class SharedWeightEvaluator:
         self.cfg, self.data, self.info = cfg, data, info
         self.device = torch.device(device)
         self.seed = cfg.seed
+        for name, size in (("child.batch_size", child.batch_size), ("shared.eval_batch_size", shared.eval_batch_size)):
+            if size % info.world_size:
+                raise SearchConfigError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
         with torch.random.fork_rng(devices=[]):  # the initial weights follow the search's seed, not the caller's RNG
             torch.manual_seed(_mix(cfg.seed, 0))
             self.supernet = Supernet(num_blocks=cfg.controller.num_blocks, cells_per_stack=child.cells,
@@ -89,9 +92,6 @@ class SharedWeightEvaluator:
                                      image_size=child.image_size).to(self.device)
         if self.device.type == "cuda":
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
-        for name, size in (("child.batch_size", child.batch_size), ("shared.eval_batch_size", shared.eval_batch_size)):
-            if size % info.world_size:
-                raise SearchConfigError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
         self.batch_size, self.eval_batch_size = child.batch_size, min(shared.eval_batch_size, len(data.val_y))
         self.params = list(self.supernet.parameters())  # walking 20,000 modules per step costs more than the step
         self.optimizer = torch.optim.SGD(self.params, lr=child.lr, momentum=child.momentum,
@@ -115,9 +115,9 @@ class SharedWeightEvaluator:
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             generator = torch.Generator().manual_seed(_mix(self.seed, 1, epoch))
             self._epoch_order = (epoch, torch.randperm(n, generator=generator))
-        idx = self._slice(self._epoch_order[1][position * self.batch_size:(position + 1) * self.batch_size])
-        flip = torch.rand(self.batch_size, generator=torch.Generator().manual_seed(_mix(self.seed, 2, step)))
-        flip = self._slice(flip < 0.5).to(self.device)
+        batch = self._epoch_order[1][position * self.batch_size:(position + 1) * self.batch_size]
+        flip = torch.rand(len(batch), generator=torch.Generator().manual_seed(_mix(self.seed, 2, step))) < 0.5
+        idx, flip = self._slice(batch), self._slice(flip).to(self.device)
         x = self.train_x[idx.to(self.device)]
         return torch.where(flip[:, None, None, None], x.flip(-1), x), self.train_y[idx.to(self.device)]
 
@@ -144,8 +144,9 @@ class SharedWeightEvaluator:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             logits = net(x, genotype)
             loss = F.cross_entropy(logits.float(), y)
-        loss_sum, correct, finite = self._all_sum([float(loss.detach()) * len(y), float((logits.argmax(1) == y).sum()),
-                                                   float(not torch.isfinite(loss.detach()))])
+        loss_sum, correct, count, finite = self._all_sum([float(loss.detach()) * len(y),
+                                                          float((logits.argmax(1) == y).sum()), float(len(y)),
+                                                          float(not torch.isfinite(loss.detach()))])
         self.optimizer.zero_grad(set_to_none=True)
         if finite == 0:  # every process saw a finite loss
             self.scaler.scale(loss).backward()
@@ -157,7 +158,7 @@ class SharedWeightEvaluator:
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return {"loss": loss_sum / self.batch_size, "accuracy": correct / self.batch_size, "skipped": int(finite > 0)}
+        return {"loss": loss_sum / count, "accuracy": correct / count, "skipped": int(finite > 0)}
 
     def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         grads = [p.grad for p in params]
