@@ -32,7 +32,8 @@ import torch
 
 from nasnet_zoo.search.child import ChildConfig
 from nasnet_zoo.search.report import plot_rewards, running_mean
-from nasnet_zoo.search.runner import SearchConfig, SearchRun, run_search
+from nasnet_zoo.search.runner import SearchRun, run_search
+from nasnet_zoo.search.settings import SearchConfig
 from nasnet_zoo.search.supernet import SharedConfig
 from nasnet_zoo.utils.io import atomic_write_json, read_jsonl
 

@@ -36,7 +36,8 @@ import torch
 from nasnet_zoo.config import load_config
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.search.journal import JOURNAL_NAME, genotype_key
-from nasnet_zoo.search.runner import SearchConfig, make_search
+from nasnet_zoo.search.runner import make_search
+from nasnet_zoo.search.settings import SearchConfig
 from nasnet_zoo.training.retrain import RANKING_NAME, retrain_top
 from nasnet_zoo.utils.io import atomic_write_json, read_jsonl
 

@@ -41,7 +41,7 @@ from nasnet_zoo.config import load_config
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.search.child import ProxyData, train_child
 from nasnet_zoo.search.journal import genotype_key
-from nasnet_zoo.search.runner import CONFIG_NAME, SearchConfig
+from nasnet_zoo.search.settings import CONFIG_NAME, SearchConfig
 from nasnet_zoo.search.space import SearchSpace
 from nasnet_zoo.utils.io import append_jsonl, atomic_write_json, read_jsonl
 

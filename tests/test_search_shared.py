@@ -112,7 +112,7 @@ def _cli():
 
 def _config(out: Path, cifar_dir: Path, children: int, *opts: str):
     from nasnet_zoo.config import load_config
-    from nasnet_zoo.search.runner import SearchConfig
+    from nasnet_zoo.search.settings import SearchConfig
 
     settings = ["reward", "shared", "data_dir", str(cifar_dir), "children", str(children), "output_dir", str(out)]
     return load_config(SearchConfig(), None, [*settings, *TINY, *opts])
@@ -245,7 +245,8 @@ def test_bad_shared_settings_fail_before_any_work(tmp_path, cifar_dir, capsys, f
 
 
 def test_resume_with_another_reward_is_refused(tmp_path, cifar_dir, capsys):
-    from nasnet_zoo.search.runner import SearchConfig, SearchConfigError, SearchRun, make_search, run_search
+    from nasnet_zoo.search.runner import SearchRun, make_search, run_search
+    from nasnet_zoo.search.settings import SearchConfig, SearchConfigError
 
     cli, out = _cli(), tmp_path / "out"
     run_search(_config(out, cifar_dir, 5), progress=False)
@@ -266,7 +267,9 @@ def test_resume_with_another_reward_is_refused(tmp_path, cifar_dir, capsys):
 def test_a_resume_that_would_sample_other_children_than_the_journal_is_refused(tmp_path, cifar_dir):
     import shutil
 
-    from nasnet_zoo.search.runner import SearchConfigError, make_search, run_search
+    from nasnet_zoo.search.runner import make_search, run_search
+
+    from nasnet_zoo.search.settings import SearchConfigError
     from nasnet_zoo.utils.io import read_jsonl
 
     out = tmp_path / "out"
@@ -302,7 +305,8 @@ def test_amp_settings_and_the_bf16_autocast_path_on_cpu(tmp_path, cifar_dir):
 DDP_WORKER = """
 import sys, torch, torch.distributed as dist
 from nasnet_zoo.config import load_config
-from nasnet_zoo.search.runner import SearchConfig, make_search
+from nasnet_zoo.search.runner import make_search
+from nasnet_zoo.search.settings import SearchConfig
 cfg = load_config(SearchConfig(), None, sys.argv[2:])
 run = make_search(cfg, progress=False)
 assert run.info.world_size == 2 and dist.get_backend() == "gloo"

@@ -27,7 +27,8 @@ from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
 from nasnet_zoo.search.journal import JOURNAL_NAME, REJECTED_NAME, JournalError, repair_journal
 from nasnet_zoo.search.report import write_report
-from nasnet_zoo.search.runner import (CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError, make_search)
+from nasnet_zoo.search.runner import make_search
+from nasnet_zoo.search.settings import CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError
 from nasnet_zoo.utils.run_lock import RunFolderBusy, is_main_process, lock_run_folder
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.

@@ -5,12 +5,13 @@ from .controller import Controller, ControllerOutput
 from .ppo import PPOConfig, PPOStrategy, PPOTrainer
 from .random_search import RandomStrategy
 from .rewards import ChildResult, OracleReward
-from .runner import SearchConfig, SearchConfigError, SearchRun, validate_config
+from .runner import SearchRun, make_search, run_search
+from .settings import SearchConfig, SearchConfigError, validate_config
 from .space import SearchSpace
 from .strategy import Proposal, SearchStrategy
 
 __all__ = [
     "ChildResult", "Controller", "ControllerOutput", "OracleReward", "PPOConfig", "PPOStrategy", "PPOTrainer",
     "Proposal", "RandomStrategy", "SearchConfig", "SearchConfigError", "SearchRun", "SearchSpace",
-    "SearchStrategy", "validate_config",
+    "SearchStrategy", "make_search", "run_search", "validate_config",
 ]

@@ -43,7 +43,7 @@ from ..utils.run_lock import is_main_process, lock_run_folder
 from .child import ProxyData
 from .journal import JOURNAL_NAME, Journal, genotype_key
 from .latency import LatencyObjective
-from .runner import CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy, validate_config
+from .settings import CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy, validate_config
 from .state import STATE_NAME
 from .strategy import Proposal
 from .supernet import Supernet

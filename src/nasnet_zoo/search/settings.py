@@ -1,0 +1,101 @@
+"""Every setting of a search (``SearchConfig``), its validation and the strategy it asks for.
+
+Kept apart from the two search loops (``runner.SearchRun`` for the stand-alone and oracle rewards,
+``shared.SharedSearchRun`` for weight sharing) so that both read the same settings without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .backends import BACKENDS, check_ray_address
+from .child import SEARCH_DATASETS, ChildConfig, check_search_data
+from .latency import LatencyConfig
+from .ppo import PPOConfig, PPOStrategy
+from .random_search import RandomStrategy
+from .space import SearchSpace
+from .strategy import SearchStrategy
+from .supernet import SharedConfig
+
+STRATEGIES = ("ppo", "random")
+REWARDS = ("proxy", "oracle", "shared")
+CONFIG_NAME = "config.yaml"
+SHARED_STATE_NAME = "shared_state.pt"  # the checkpoint of a shared-weight search (search/shared.py)
+
+
+@dataclass
+class ControllerConfig:
+    num_blocks: int = 5
+    hidden_size: int = 100
+    init_range: float = 0.1
+
+
+@dataclass
+class SearchConfig:
+    """Every knob of a search; YAML files and ``KEY VALUE`` overrides address these by dotted name."""
+
+    strategy: str = "ppo"
+    reward: str = "proxy"
+    data_dir: str = ""
+    dataset: str = "cifar10"     # "cifar10" (python pickle layout) or "folder" (train/<class>/*.jpg, val/<class>/)
+    children: int = 20000
+    seed: int = 0
+    backend: str = ""            # "" = the reward's own: local workers (proxy, oracle), this process (shared)
+    workers: int = 0             # children at once; 0 = one per GPU (local GPUs or the Ray cluster's), else 2
+    worker_threads: int = 0      # torch threads per local worker (0 = CPU cores / workers)
+    ray_address: str = "local"
+    output_dir: str = "runs/search"
+    top_k: int = 10
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    child: ChildConfig = field(default_factory=ChildConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    shared: SharedConfig = field(default_factory=SharedConfig)
+
+
+class SearchConfigError(ValueError):
+    """A search setting that cannot work; raised before any child is trained."""
+
+
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise SearchConfigError(f"unknown {name} {value!r}; expected one of {', '.join(valid)}")
+
+
+def validate_config(cfg: SearchConfig) -> None:
+    """Check everything a search needs (including the data folder and the Ray address) up front."""
+    _one_of("strategy", cfg.strategy, STRATEGIES)
+    _one_of("reward", cfg.reward, REWARDS)
+    _one_of("dataset", cfg.dataset, SEARCH_DATASETS)
+    if cfg.backend:
+        _one_of("backend", cfg.backend, BACKENDS)
+    if cfg.reward == "shared" and cfg.backend in ("local", "ray"):
+        raise SearchConfigError(f"--reward shared does not use --backend {cfg.backend}: its children share one "
+                                "supernet, trained in this process (or data-parallel across torchrun processes), "
+                                "so there are no independent children to hand to a work queue; leave --backend out")
+    if cfg.children < 1 or cfg.top_k < 1 or cfg.workers < 0 or cfg.worker_threads < 0:
+        raise SearchConfigError(f"children and top_k must be >= 1, workers and worker_threads >= 0 (0 = automatic); "
+                                f"got {cfg.children}, {cfg.top_k}, {cfg.workers}, {cfg.worker_threads}")
+    try:
+        SearchSpace(cfg.controller.num_blocks)
+        cfg.ppo.validate()
+        cfg.child.validate()
+        cfg.latency.validate()
+        cfg.shared.validate()
+        if cfg.reward in ("proxy", "shared"):
+            check_search_data(cfg.dataset, cfg.data_dir)
+    except ValueError as err:
+        raise SearchConfigError(str(err)) from None
+    if cfg.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SearchConfigError("--backend ray needs the ray package: pip install 'nasnet-zoo[ray]'") from None
+        check_ray_address(cfg.ray_address)
+
+
+def build_strategy(cfg: SearchConfig) -> SearchStrategy:
+    space = SearchSpace(cfg.controller.num_blocks)
+    if cfg.strategy == "random":
+        return RandomStrategy(space, cfg.seed)
+    return PPOStrategy(space, cfg.ppo, hidden_size=cfg.controller.hidden_size,
+                       init_range=cfg.controller.init_range, seed=cfg.seed)
