@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a classifier or detector to ONNX and check parity: ``nasnet_zoo.cli.export_onnx`` (``nasnet-zoo export-onnx``)."""
+"""``nasnet-zoo export-onnx`` from a checkout; the program and its help are in ``nasnet_zoo.cli.export_onnx``."""
 import sys
 
 from nasnet_zoo.cli.export_onnx import main

@@ -1,7 +1,7 @@
 """Command line: ``nasnet-zoo COMMAND`` (or ``python -m nasnet_zoo COMMAND``).
 
 ``list`` and ``info NAME`` describe the zoo; the other commands are the programs of ``nasnet_zoo.cli``
-(``export-onnx``, ...), which ``tools/*.py`` run in a checkout.
+(``train-cls``, ``train-det``, ``search``, ``export-onnx``, ...), which ``tools/*.py`` run in a checkout.
 
 ``info`` shows what a model is before anyone downloads or trains it: its config, parameters and mult-adds
 (beside the paper's figures where there are some), the feature levels a detector can use, and the
@@ -83,6 +83,9 @@ def print_info(info: dict[str, Any]) -> None:
 
 #: Commands that are whole programs with their own options: ``nasnet-zoo NAME ARGS`` runs ``MODULE.main(ARGS)``.
 PROGRAMS = {
+    "train-cls": ("nasnet_zoo.cli.train_cls", "train or evaluate a classifier (tools/train_cls.py)"),
+    "train-det": ("nasnet_zoo.cli.train_det", "train or evaluate a detector (tools/train_det.py)"),
+    "search": ("nasnet_zoo.cli.search", "search NASNet cells (tools/search.py)"),
     "export-onnx": ("nasnet_zoo.cli.export_onnx", "export to ONNX and check it against PyTorch (tools/export_onnx.py)"),
 }
 

@@ -1,0 +1,132 @@
+"""Train and evaluate Faster R-CNN with a NASNet backbone on COCO-format data (detectron2-style CLI).
+
+    python tools/train_det.py                                   # embedded demo data (scikit-learn digits)
+    python tools/train_det.py --model fasterrcnn_nasnet_a_mobile_fpn \\
+        --train-images coco/train2017 --train-ann coco/annotations/instances_train2017.json \\
+        --val-images coco/val2017 --val-ann coco/annotations/instances_val2017.json --output-dir runs/det
+    torchrun --nproc_per_node=8 tools/train_det.py ...          # DDP: NCCL on GPUs, gloo on CPU
+    python tools/train_det.py --output-dir runs/det --resume
+    python tools/train_det.py --eval-only --weights runs/det/model_final.pth --val-images ... --val-ann ...
+    python tools/train_det.py --config-file configs/det/coco_mobile_fpn.yaml SOLVER.BASE_LR 0.01
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from nasnet_zoo.configs import config_path
+
+DEMO_CONFIG = config_path("det", "demo")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nasnet-zoo train-det", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=("torchvision", "detectron2"), default="torchvision")
+    parser.add_argument("--config-file", default=None, help="YAML config (see configs/det/)")
+    parser.add_argument("--model", help="detector name (nasnet_zoo.detection.list_detectors())")
+    parser.add_argument("--train-images")
+    parser.add_argument("--train-ann")
+    parser.add_argument("--val-images")
+    parser.add_argument("--val-ann")
+    parser.add_argument("--output-dir")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--weights", help="checkpoint to evaluate (--eval-only) or to start from")
+    parser.add_argument("--max-iter", type=int)
+    parser.add_argument("--image-size", type=int, help="shorter side and max side of the resized images")
+    parser.add_argument("--batch-size", type=int, help="images per process and iteration")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--vis", type=int, help="draw predictions beside ground truth for N val images")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
+    return parser.parse_args(argv)
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The CLI flags as KEY VALUE pairs, applied after the config file and before trailing overrides."""
+    pairs = {"MODEL.NAME": args.model, "DATA.TRAIN_IMAGES": args.train_images, "DATA.TRAIN_ANN": args.train_ann,
+             "DATA.VAL_IMAGES": args.val_images, "DATA.VAL_ANN": args.val_ann, "OUTPUT_DIR": args.output_dir,
+             "SOLVER.MAX_ITER": args.max_iter, "SOLVER.IMS_PER_BATCH": args.batch_size, "DEVICE": args.device,
+             "TEST.VIS": args.vis}
+    if args.image_size is not None:
+        pairs["INPUT.MIN_SIZE"] = f"[{args.image_size}]"
+        pairs["INPUT.MAX_SIZE"] = args.image_size
+    out: list[str] = []
+    for key, value in pairs.items():
+        if value is not None:
+            out += [key, str(value)]
+    return out
+
+
+def without_engine_flag(argv: list[str]) -> list[str]:
+    """argv minus ``--engine X`` / ``--engine=X``, for the detectron2 tool, which has no such flag."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--engine":
+            skip = True
+        elif not arg.startswith("--engine="):
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.engine == "detectron2":
+        try:
+            import detectron2  # noqa: F401
+        except ImportError:
+            sys.exit("--engine detectron2 needs detectron2, which has no wheel for torch 2.x: build it from source "
+                     "with `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`"
+                     " (see docs/detection.md), or use the default --engine torchvision")
+        from nasnet_zoo.detection.d2.train_net import main as d2_main
+        from nasnet_zoo.utils.run_lock import RunFolderBusy
+        try:
+            return d2_main(without_engine_flag(argv))
+        except RunFolderBusy as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from nasnet_zoo.config import ConfigError, load_config
+    from nasnet_zoo.detection.coco import CocoFormatError
+    from nasnet_zoo.detection.config import DetConfig
+    from nasnet_zoo.detection.run import run, uses_demo_data
+    from nasnet_zoo.utils.checkpoint import CheckpointError
+    from nasnet_zoo.utils.io import DiskFullError
+    from nasnet_zoo.utils.run_lock import RunFolderBusy
+
+    config_file = args.config_file
+    saved_config = Path(args.output_dir or "") / "config.yaml"
+    if config_file is None and args.resume and args.output_dir and saved_config.is_file():
+        config_file = saved_config  # `--output-dir X --resume` continues the run recorded there
+    elif config_file is None and not any((args.train_ann, args.val_ann)):
+        config_file = DEMO_CONFIG
+    try:
+        cfg = load_config(DetConfig(), config_file, flag_overrides(args) + list(args.opts))
+    except ConfigError as err:
+        sys.exit(f"config error: {err}")
+    demo = uses_demo_data(cfg)
+    try:
+        metrics = run(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights)
+    except RunFolderBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (CocoFormatError, CheckpointError, FloatingPointError, FileNotFoundError, ValueError,
+            DiskFullError) as err:
+        sys.exit(f"error: {err}")
+    if metrics:
+        out = Path(cfg.output_dir)
+        print(f"\n{'demo' if demo else 'run'} finished: AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}\n"
+              f"  metrics:      {out / 'coco_eval.json'}\n  training log: {out / 'metrics.jsonl'} "
+              f"(TensorBoard: {out / 'tensorboard'})\n  weights:      {out / 'model_final.pth'}\n"
+              + (f"  pictures:     {out / 'vis'}\n" if cfg.test.vis else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
