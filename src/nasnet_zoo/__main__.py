@@ -87,6 +87,7 @@ PROGRAMS = {
     "train-det": ("nasnet_zoo.cli.train_det", "train or evaluate a detector (tools/train_det.py)"),
     "search": ("nasnet_zoo.cli.search", "search NASNet cells (tools/search.py)"),
     "export-onnx": ("nasnet_zoo.cli.export_onnx", "export to ONNX and check it against PyTorch (tools/export_onnx.py)"),
+    "predict-det": ("nasnet_zoo.cli.predict_det", "run a trained detector on photos (tools/predict_det.py)"),
 }
 
 
