@@ -241,7 +241,7 @@ def test_cli_errors_are_clear(home, tmp_path, monkeypatch):
     assert "unknown config key 'SOLVER.BASE_LRR'" in fails("SOLVER.BASE_LRR", "0.1")
     assert "give both --train-images and --train-ann" in fails("--train-ann", "x.json")
     assert "annotation file" in fails("--train-images", str(tmp_path), "--train-ann", str(tmp_path / "missing.json"))
-    strip = runpy.run_path(str(TOOL), run_name="train_det")["without_engine_flag"]
+    from nasnet_zoo.cli.train_det import without_engine_flag as strip
     assert strip(["--engine", "detectron2", "--output-dir", "detectron2", "--engine=detectron2"]) == \
         ["--output-dir", "detectron2"]
     try:
