@@ -178,3 +178,8 @@ def test_bad_input_gets_clear_errors(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PredictError, match="not a readable"):
         load_predictor(garbage)
     assert main(["--weights", str(tmp_path / "nope.onnx"), str(run_dir / "c.png")]) == 2
+    not_a_detector = tmp_path / "linear.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(not_a_detector), dynamo=False)
+    with pytest.raises(ValueError, match="not exported by nasnet-zoo, expected a detection model"):
+        load_predictor(not_a_detector)
+    assert main(["--weights", str(not_a_detector), str(run_dir / "c.png")]) == 2
