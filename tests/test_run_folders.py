@@ -134,6 +134,25 @@ def fake_cifar(tmp_path_factory) -> Path:
     return write_fake_cifar(tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py", per_batch=16)
 
 
+def _second_refused_then_resume(tool: list[str], overrides: list[str], out: Path, env: dict, limit: str,
+                                finish_at: str, final: str) -> None:
+    """A long run (``limit`` 100000) holds ``out``; a second process is refused; after kill -9 of the holder
+    ``--resume`` with ``limit finish_at`` completes and writes ``final``. ``overrides`` are trailing KEY VALUE pairs."""
+    holder = subprocess.Popen([*tool, limit, "100000", *overrides], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_holder(out, holder)
+        second = subprocess.run([*tool, "--resume", *overrides], env=env, capture_output=True, text=True,
+                                timeout=120)
+        _assert_refused(second, out, holder)
+    finally:
+        _kill(holder)
+    resumed = subprocess.run([*tool, "--resume", limit, finish_at, *overrides], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / final).is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_train_cls_second_process_refused_and_resume_after_kill(tmp_path, fake_cifar):
@@ -141,18 +160,7 @@ def test_train_cls_second_process_refused_and_resume_after_kill(tmp_path, fake_c
     out = tmp_path / "cls"
     tool = [sys.executable, str(REPO / "tools" / "train_cls.py"), "--recipe", "cifar_cpu", "--data-dir",
             str(fake_cifar), "--output-dir", str(out)]
-    holder = subprocess.Popen([*tool, "--max-steps", "100000", *TINY], env=ENV, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_holder(out, holder)
-        second = subprocess.run([*tool, "--resume", *TINY], env=ENV, capture_output=True, text=True, timeout=120)
-        _assert_refused(second, out, holder)
-    finally:
-        _kill(holder)
-    resumed = subprocess.run([*tool, "--resume", "--max-steps", "2", *TINY], env=ENV, capture_output=True,
-                             text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (out / "model_final.safetensors").is_file()
+    _second_refused_then_resume(tool, TINY, out, ENV, "--max-steps", "2", "model_final.safetensors")
 
 
 @pytest.mark.slow
@@ -160,20 +168,9 @@ def test_train_cls_second_process_refused_and_resume_after_kill(tmp_path, fake_c
 def test_train_det_second_process_refused_and_resume_after_kill(tmp_path):
     from test_det_engine import TINY
     out = tmp_path / "det"
-    env = {**ENV, "NASNET_ZOO_HOME": str(tmp_path / "home")}
     tool = [sys.executable, str(REPO / "tools" / "train_det.py"), "--output-dir", str(out)]
-    holder = subprocess.Popen([*tool, "--max-iter", "100000", *TINY], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_holder(out, holder)
-        second = subprocess.run([*tool, "--resume", *TINY], env=env, capture_output=True, text=True, timeout=120)
-        _assert_refused(second, out, holder)
-    finally:
-        _kill(holder)
-    resumed = subprocess.run([*tool, "--resume", "--max-iter", "1", *TINY], env=env, capture_output=True,
-                             text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert (out / "model_final.pth").is_file()
+    _second_refused_then_resume(tool, TINY, out, {**ENV, "NASNET_ZOO_HOME": str(tmp_path / "home")}, "--max-iter",
+                                "1", "model_final.pth")
 
 
 # ---- the journal is the truth of a search -----------------------------------------------------------------------

@@ -16,11 +16,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes
 from tqdm import tqdm
 
 from nasnet_zoo.utils.checkpoint import CheckpointError, read_checkpoint
 from nasnet_zoo.utils.io import atomic_write_json
+
+from .visualize import draw_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESULTS_NAME = "detections.json"
@@ -156,13 +157,8 @@ def load_predictor(weights: str | os.PathLike, *, config_file: str | os.PathLike
 
 def draw(image: np.ndarray, det: Detections, names: dict[int, str]) -> Image.Image:
     """Boxes with 'name score' captions on the photo."""
-    canvas = torch.from_numpy(image).permute(2, 0, 1).contiguous()
-    if len(det.scores):
-        captions = [f"{names.get(int(c), str(int(c)))} {float(s):.0%}" for c, s in zip(det.category_ids, det.scores)]
-        size = max(10, min(image.shape[:2]) // 32)
-        from .visualize import _font
-        canvas = draw_bounding_boxes(canvas, torch.from_numpy(det.boxes).float(), labels=captions, colors="lime",
-                                     width=max(1, size // 5), font=_font(), font_size=size)
+    captions = [f"{names.get(int(c), str(int(c)))} {float(s):.0%}" for c, s in zip(det.category_ids, det.scores)]
+    canvas = draw_boxes(torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(det.boxes), captions)
     return Image.fromarray(canvas.permute(1, 2, 0).numpy())
 
 

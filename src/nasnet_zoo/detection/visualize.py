@@ -18,17 +18,22 @@ def _font() -> str | None:
         return None
 
 
+def draw_boxes(canvas: torch.Tensor, boxes: torch.Tensor, captions: list[str], color: str = "lime") -> torch.Tensor:
+    """Boxes with captions on a uint8 CHW image, line width and font sized to the image; returns uint8 CHW."""
+    if len(boxes) == 0:
+        return canvas
+    size = max(10, min(canvas.shape[-2:]) // 16)
+    return draw_bounding_boxes(canvas, boxes.detach().cpu().float(), labels=captions, colors=color,
+                               width=max(1, size // 6), font=_font(), font_size=size)
+
+
 def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, categories: CategoryMap,
                     scores: torch.Tensor | None = None, color: str = "lime") -> torch.Tensor:
     """Boxes with 'name score' captions on a float CHW [0, 1] image; returns uint8 CHW."""
     canvas = (image.clamp(0, 1) * 255).to(torch.uint8).cpu()
-    if len(boxes) == 0:
-        return canvas
     captions = [categories.name(int(l)) + (f" {float(s):.0%}" if scores is not None else "")
                 for l, s in zip(labels, scores if scores is not None else labels)]
-    size = max(10, min(image.shape[-2:]) // 16)
-    return draw_bounding_boxes(canvas, boxes.detach().cpu().float(), labels=captions, colors=color,
-                               width=max(1, size // 6), font=_font(), font_size=size)
+    return draw_boxes(canvas, boxes, captions, color)
 
 
 def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 8) -> Image.Image:
