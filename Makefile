@@ -1,4 +1,4 @@
-# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` (`make test-all`: the whole suite).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,8 +7,11 @@ STAMP := $(VENV)/.nasnet-zoo-installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,onnx,ray
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core; --dist loadfile keeps each module's fixtures on one worker (built once).
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-all demo bench clean
 
 install: $(STAMP)
 
@@ -19,8 +22,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
+# The quick suite: every test but the long process tests marked `slow` (kills and resumes, DDP, Ray, locks,
+# the wheel, training on real digits). `make test-all` runs those too; CI (.ci/run) runs test-all.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py

@@ -2,7 +2,9 @@
 fasterrcnn_mobilenet_v3_large_fpn, in one run, at the same image size and batch, with FLOPs beside them;
 then a latency table at 320 and 512 px with equal proposal counts: ours eager, ours fused
 (``optimize_for_inference``), ours in onnxruntime, and torchvision's detector eager and exported to ONNX the
-same way (``nasnet_zoo.onnx.export_detector``).
+same way (``nasnet_zoo.onnx.export_detector``). Ours runs in two FPN layouts: the default (strides 4-32, as
+detectron2) and "ours 16-32", torchvision's own mobile layout (``MOBILE_LAYOUT``), so that the last row pair
+compares backbones with everything else equal.
 
 Both detectors are built untrained (no downloads) with the same resize (``min_size = max_size = --image-size``),
 FPN width 256 and 1024-wide box head (torchvision's defaults, which ours mirror). The contenders alternate
@@ -38,6 +40,9 @@ from nasnet_zoo.onnx.parity import synthetic_image
 from nasnet_zoo.utils.io import atomic_write_json
 
 OURS, REFERENCE = "fasterrcnn_nasnet_a_mobile_fpn", "fasterrcnn_mobilenet_v3_large_fpn"
+#: torchvision's mobile FPN layout (its ``fasterrcnn_mobilenet_v3_large_fpn``): pyramid on the stride-16 and
+#: stride-32 maps plus a pooled level, all five anchor sizes on each level.
+MOBILE_LAYOUT = dict(out_indices=(3, 4), anchor_sizes=[(32, 64, 128, 256, 512)] * 3)
 
 
 def contenders(size: int, num_classes: int) -> dict[str, Callable[[], nn.Module]]:
@@ -55,20 +60,24 @@ def latency_contenders(size: int, proposals: int, threads: int, workdir: Path) -
     rpn = dict(rpn_pre_nms_top_n_test=proposals, rpn_post_nms_top_n_test=proposals)
     common = dict(min_size=size, max_size=size, **rpn)
     torch.manual_seed(0)
-    ours = build_detector(OURS, num_classes=91, **common).eval()
-    reference = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91, **common).eval()
+    models = {
+        "ours": build_detector(OURS, num_classes=91, **common),
+        "ours 16-32": build_detector(OURS, num_classes=91, **MOBILE_LAYOUT, **common),
+        "torchvision": fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=91,
+                                                         **common),
+    }
     image = synthetic_image(size, size, seed=5)
     tensor = [torch.from_numpy(image).permute(2, 0, 1).float() / 255.0]
     calls: dict[str, Callable[[], object]] = {}
-    for name, model in (("ours", ours), ("torchvision", reference)):
-        onnx_path = export_detector(model, workdir / f"{name}_{size}.onnx", model_name=name,
+    for name, model in models.items():
+        model.eval()
+        onnx_path = export_detector(model, workdir / f"{name.replace(' ', '_')}_{size}.onnx", model_name=name,
                                     class_names=[str(i) for i in range(91)], example_size=(size, size))
         session = OnnxDetector(onnx_path, threads=threads)
         calls[f"{name} eager"] = (lambda m: lambda: m(tensor))(model)
+        if name != "torchvision":
+            calls[f"{name} fused"] = (lambda f: lambda: f(tensor))(optimize_for_inference(model))
         calls[f"{name} onnxruntime"] = (lambda s: lambda: s.raw(image))(session)
-        if name == "ours":
-            fused = optimize_for_inference(model)
-            calls["ours fused"] = lambda: fused(tensor)
     return calls
 
 

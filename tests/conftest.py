@@ -85,6 +85,13 @@ def tf_mobile_npz(tf_mobile: tf_oracle.MobileOracle, tmp_path_factory: pytest.Te
     return tf_mobile.write_npz(tmp_path_factory.mktemp("tf_slim") / "nasnet_a_mobile_tf_random.npz")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test) every worker already has a core: one intra-op thread each, so that the
+    workers' thread pools do not fight over the same cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One intra-op thread for tests of many tiny ops: oversubscribed threads make them several times slower

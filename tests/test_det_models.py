@@ -113,6 +113,24 @@ def test_fpn_body_returns_the_cells_at_strides_4_to_32():
         torch.testing.assert_close(got, points[name])
 
 
+def test_fpn_in_torchvisions_mobile_layout():
+    """out_indices (3, 4): pyramid on strides 16 and 32 plus the pooled level, several anchor sizes per level."""
+    model = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=4, backbone_args=dict(TINY),
+                           out_indices=(3, 4), anchor_sizes=[(16, 32, 64)] * 3, **LIGHT)
+    shapes = model.backbone.output_shape()
+    assert {n: s.stride for n, s in shapes.items()} == {"0": 16, "1": 32, "pool": 64}
+    assert model.roi_heads.box_roi_pool.featmap_names == ["0", "1"]
+    assert model.rpn.head.cls_logits.out_channels == 9  # 3 sizes x 3 aspect ratios per location
+    model.train()
+    sum(model([torch.rand(3, 64, 64)], _targets(1)).values()).backward()
+    with pytest.raises(ValueError, match="one entry per pyramid level"):
+        build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=4, backbone_args=dict(TINY),
+                       out_indices=(3, 4), **LIGHT)
+    with pytest.raises(ValueError, match="same number of sizes"):
+        build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=4, backbone_args=dict(TINY),
+                       out_indices=(3, 4), anchor_sizes=[16, (32, 64), 128], **LIGHT)
+
+
 def test_frozen_batchnorm_and_trainable_stages():
     model = build_nasnet(NASNET_A, cells_per_stack=1, num_conv_filters=4, num_classes=0, aux_head=False)
     model.eval()

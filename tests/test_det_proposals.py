@@ -28,6 +28,31 @@ def test_chunked_second_stage_gives_the_same_detections() -> None:
         assert torch.allclose(out["scores"], outputs[0]["scores"], atol=1e-6)
 
 
+def test_c4_second_stage_pools_one_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crops are pooled per chunk (memory bounded whatever the proposal count), images kept in order."""
+    import torchvision.ops.poolers as poolers
+
+    torch.manual_seed(0)
+    model = build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=5, backbone_args=BACKBONE, min_size=160,
+                           max_size=256, box_score_thresh=0.05, rpn_post_nms_top_n_test=150).eval()
+    images = [torch.rand(3, 240, 320), torch.rand(3, 200, 200)]
+    with torch.no_grad():
+        model.roi_heads.box_head.chunk = 10_000
+        at_once = model(images)
+        pooled: list[int] = []
+        real_roi_align = poolers.roi_align
+        monkeypatch.setattr(poolers, "roi_align", lambda x, rois, *a, **k: pooled.append(len(rois)) or
+                            real_roi_align(x, rois, *a, **k))
+        model.roi_heads.box_head.chunk = 32
+        chunked = model(images)
+    assert max(pooled) <= 32 and sum(pooled) > 2 * 32  # several chunks, none larger than the chunk
+    for ref, out in zip(at_once, chunked):
+        assert len(out["boxes"]) == len(ref["boxes"]) > 0
+        assert torch.allclose(out["boxes"], ref["boxes"], atol=1e-4)
+        assert torch.equal(out["labels"], ref["labels"])
+        assert torch.allclose(out["scores"], ref["scores"], atol=1e-6)
+
+
 def test_box_head_chunk_must_be_positive() -> None:
     with pytest.raises(ValueError, match="box_head_chunk"):
         build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=3, backbone_args=BACKBONE, box_head_chunk=0)

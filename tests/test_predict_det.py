@@ -183,3 +183,19 @@ def test_bad_input_gets_clear_errors(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not exported by nasnet-zoo, expected a detection model"):
         load_predictor(not_a_detector)
     assert main(["--weights", str(not_a_detector), str(run_dir / "c.png")]) == 2
+
+
+def test_config_overrides_reach_the_detector(run_dir: Path, tmp_path: Path) -> None:
+    """--opts KEY VALUE applies to the run's config: one proposal leaves at most one box per class."""
+    image = str(run_dir / "photos")
+    assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "all"),
+                 "--score-thresh", "0.0", "--no-pictures"]) == 0
+    assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "one"),
+                 "--score-thresh", "0.0", "--no-pictures", "--opts", "TEST.PROPOSALS", "1"]) == 0
+    found = {run: [len(boxes) for boxes in _by_image(json.loads((tmp_path / run / "detections.json").read_text()))
+                   .values()] for run in ("all", "one")}
+    assert max(found["all"]) > len(CATEGORIES) >= max(found["one"]) > 0
+    with pytest.raises(PredictError, match="KEY VALUE pairs"):
+        load_predictor(run_dir / "model_final.pth", overrides=["TEST.PROPOSALS"])
+    with pytest.raises(PredictError, match="fixed at export"):
+        load_predictor(run_dir / "det.onnx", overrides=["TEST.PROPOSALS", "1"])

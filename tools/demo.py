@@ -69,7 +69,8 @@ def print_model_table() -> list[dict[str, Any]]:
     rows = []
     print(f"  {'model':<16} {'N @ F':<9} {'input':<8} {'params':>12} {'mult-adds':>16}   paper")
     for name in nasnet_zoo.list_models():
-        model = nasnet_zoo.create_model(name)
+        with torch.device("meta"):  # shapes only: parameters and mult-adds need no memory or arithmetic
+            model = nasnet_zoo.create_model(name)
         cost = model_cost(model)
         paper = PAPER_COSTS.get(name)
         paper_text = "" if paper is None else f"{paper[0] / 1e6:.1f}M" + (

@@ -16,6 +16,8 @@ import sys
 from dataclasses import asdict
 from typing import Any, Sequence
 
+import torch
+
 from . import hub
 from .profile import PAPER_COSTS, model_cost
 from .factory import create_model, list_models
@@ -39,7 +41,8 @@ def model_info(name: str, image_size: int | None = None, num_classes: int | None
     overrides: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if image_size is not None:
         overrides["image_size"] = image_size
-    model = create_model(name, **overrides)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation, no arithmetic (Large: instant)
+        model = create_model(name, **overrides)
     cost = model_cost(model)
     weights = []
     for weight_name in hub.weights_for_model(name):

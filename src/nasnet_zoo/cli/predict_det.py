@@ -2,6 +2,7 @@
 
     nasnet-zoo predict-det --weights runs/det/model_final.pth photos/ more/*.jpg --output-dir runs/pred
     nasnet-zoo predict-det --weights det.onnx photos/ --device cuda --score-thresh 0.3
+    nasnet-zoo predict-det --weights runs/det/model_final.pth photos/ --opts TEST.PROPOSALS 100
 """
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-fuse", action="store_true", help="run the eager backbone instead of the fused one")
     p.add_argument("--no-pictures", action="store_true")
     p.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping it")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                   help="last: config overrides for a .pth checkpoint, e.g. --opts TEST.PROPOSALS 100")
     args = p.parse_args(argv)
     try:
-        predictor = load_predictor(args.weights, config_file=args.config_file, device=args.device,
-                                   fuse=False if args.no_fuse else None)
+        predictor = load_predictor(args.weights, config_file=args.config_file, overrides=args.opts,
+                                   device=args.device, fuse=False if args.no_fuse else None)
         summary = predict_images(predictor, args.inputs, args.output_dir, score_thresh=args.score_thresh,
                                  batch_size=args.batch_size, strict=args.strict, draw_pictures=not args.no_pictures)
     except (PredictError, FileNotFoundError, ValueError) as err:

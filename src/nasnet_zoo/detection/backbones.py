@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
-from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from nasnet_zoo.features import NASNetFeatures
@@ -86,12 +86,48 @@ class NASNetRPNBackbone(CellRange):
         return OrderedDict([("0", torch.cat(last_two, dim=1))])  # type: ignore[arg-type]
 
 
+class PendingCrops:
+    """RoI crops not pooled yet: what :class:`DeferredRoIAlign` hands the box head out of training.
+
+    ``chunks(n)`` pools and yields them ``n`` boxes at a time, image by image in torchvision's order, so that
+    only one chunk of crops exists at a time (a Large crop at 14 x 14 is 3 MB: 1,000 of them are 3 GB).
+    """
+
+    def __init__(self, pool: Callable[..., torch.Tensor], features: dict[str, torch.Tensor],
+                 boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]) -> None:
+        self.pool, self.features, self.boxes, self.image_shapes = pool, features, boxes, image_shapes
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.boxes)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        if len(self) == 0:  # no proposals: one empty batch of crops, with the right shape
+            yield self.pool(self.features, self.boxes, self.image_shapes)
+            return
+        for image, boxes in enumerate(self.boxes):
+            for part in boxes.split(size):
+                only_this = [part if i == image else b[:0] for i, b in enumerate(self.boxes)]
+                yield self.pool(self.features, only_this, self.image_shapes)
+
+
+class DeferredRoIAlign(MultiScaleRoIAlign):
+    """torchvision's RoIAlign that, out of training and tracing, defers the pooling to the box head
+    (:class:`PendingCrops`), which pools one chunk at a time; in training and traced exports it pools at once."""
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],  # type: ignore[override]
+                image_shapes: list[tuple[int, int]]) -> "torch.Tensor | PendingCrops":
+        if self.training or torch.jit.is_tracing():
+            return super().forward(x, boxes, image_shapes)
+        return PendingCrops(super().forward, x, boxes, image_shapes)
+
+
 class NASNetBoxHead(CellRange):
     """The last reduction cell and the last stack, run on every RoI crop: the paper's second stage.
 
-    Out of training the crops run ``chunk`` at a time, so memory stays bounded by the chunk whatever the
-    proposal count (1,000 Large crops at once take several GB); in training they run together, as BatchNorm
-    statistics and the backward pass need, and in traced exports, whose proposal count is dynamic.
+    Out of training the crops are pooled and run ``chunk`` at a time (from :class:`PendingCrops`, or split
+    from a pooled tensor), so memory stays bounded by the chunk whatever the proposal count; in training they
+    run together, as BatchNorm statistics and the backward pass need, and in traced exports, whose proposal
+    count is dynamic.
     """
 
     def __init__(self, model: NASNetTrunk, chunk: int = 64) -> None:
@@ -106,7 +142,9 @@ class NASNetBoxHead(CellRange):
         self.out_channels = self.output_info()[-1]["channels"]
         self.chunk = chunk
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, crops: "torch.Tensor | PendingCrops") -> torch.Tensor:  # type: ignore[override]
+        if isinstance(crops, PendingCrops):
+            return torch.cat([self._pooled(part) for part in crops.chunks(self.chunk)])
         if self.training or torch.jit.is_tracing() or len(crops) <= self.chunk:  # traced graphs: any count
             return self._pooled(crops)
         return torch.cat([self._pooled(part) for part in crops.split(self.chunk)])

@@ -24,7 +24,7 @@ from nasnet_zoo.nasnet import NASNet, build_nasnet
 from nasnet_zoo.utils.checkpoint import fit_state_dict, read_checkpoint
 from nasnet_zoo.factory import create_model
 
-from .backbones import ConvRPNHead, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
+from .backbones import ConvRPNHead, DeferredRoIAlign, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
 from .freeze import set_trainable_stages
 from .norms import check_norm, convert_norm, fpn_norm_layer
 
@@ -135,11 +135,17 @@ def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[s
                           backbone_args: Mapping[str, Any] | None = None, norm: str = "FrozenBN",
                           gn_groups: int = 32, frozen_bn: bool | None = None,
                           trainable_stages: int = 3, fpn_channels: int = 256,
-                          anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+                          out_indices: Sequence[int] = (1, 2, 3, 4),
+                          anchor_sizes: Sequence[int | Sequence[int]] = (32, 64, 128, 256, 512),
                           aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), box_head_dim: int = 1024,
                           box_head_convs: int = 0, min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
-    """Design (a): FPN over the stride 4/8/16/32 maps plus a pooled P6, shared RPN and RoI heads.
+    """Design (a): FPN over the NASNet levels ``out_indices`` plus a pooled level, shared RPN and RoI heads.
 
+    ``out_indices``: feature levels as in ``create_model(features_only=True)``; the default (1, 2, 3, 4) is
+    strides 4/8/16/32 (detectron2's layout), (3, 4) is strides 16/32, the layout of torchvision's
+    ``fasterrcnn_mobilenet_v3_large_fpn``, which skips the stride-4 FPN and RPN convs (about 20 of the 52 GFLOP
+    at 320 px). ``anchor_sizes``: one size per pyramid level (``len(out_indices) + 1`` of them), or one sequence
+    of sizes per level (torchvision's mobile layout puts all five sizes on each of its three levels).
     ``norm``: FrozenBN, BN, SyncBN or GN (:mod:`.norms`); under GN the FPN and the conv box head are normalised
     too. ``box_head_convs``: 0 for torchvision's two-FC head, N for N 3x3 convs then one FC (detectron2's
     "NconvNfc" head, torchvision's ``FastRCNNConvFCHead``).
@@ -147,12 +153,17 @@ def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[s
     norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
     set_trainable_stages(nasnet, trainable_stages)
-    backbone = NASNetFPNBackbone(nasnet, fpn_channels, norm_layer=fpn_norm_layer(norm))
-    levels = len(backbone.output_shape())
-    if len(anchor_sizes) != levels:
-        raise ValueError(f"anchor_sizes needs one size per FPN level ({levels}), got {tuple(anchor_sizes)}")
-    anchors = AnchorGenerator(tuple((s,) for s in anchor_sizes), (tuple(aspect_ratios),) * levels)
-    roi_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    backbone = NASNetFPNBackbone(nasnet, fpn_channels, out_indices, norm_layer=fpn_norm_layer(norm))
+    levels = list(backbone.output_shape())
+    if len(anchor_sizes) != len(levels):
+        raise ValueError(f"anchor_sizes needs one entry per pyramid level ({len(levels)} for out_indices "
+                         f"{tuple(out_indices)} plus the pooled level), got {len(anchor_sizes)}: {list(anchor_sizes)}")
+    per_level = tuple((s,) if isinstance(s, int) else tuple(s) for s in anchor_sizes)
+    if len({len(sizes) for sizes in per_level}) != 1:
+        raise ValueError(f"anchor_sizes must give every level the same number of sizes (the RPN head is shared "
+                         f"across levels), got {list(anchor_sizes)}")
+    anchors = AnchorGenerator(per_level, (tuple(aspect_ratios),) * len(levels))
+    roi_pool = MultiScaleRoIAlign(levels[:-1], output_size=7, sampling_ratio=2)  # every level but the pooled one
     if box_head_convs < 0:
         raise ValueError(f"box_head_convs must be >= 0, got {box_head_convs}")
     box_head = FastRCNNConvFCHead((fpn_channels, 7, 7), [fpn_channels] * box_head_convs, [box_head_dim],
@@ -174,7 +185,8 @@ def fasterrcnn_nasnet_c4(*, num_classes: int, backbone_weights: str | Mapping[st
                           box_head_chunk: int = 64, min_size: int | Sequence[int] = 800, max_size: int = 1333, **rcnn_args: Any) -> FasterRCNN:
     """Design (b), the paper's C4-style split (TF Object Detection API ``faster_rcnn_nas``): RPN on the last
     two stride-16 cells concatenated; the last reduction cell and the last stack run per proposal on
-    ``roi_output_size`` RoIAligned crops as the second stage, ``box_head_chunk`` crops at a time out of training.
+    ``roi_output_size`` RoIAligned crops as the second stage, ``box_head_chunk`` crops at a time out of training
+    (pooled per chunk too, so memory does not grow with the proposal count).
     ``norm`` (:mod:`.norms`) applies to the cells on both sides of the split."""
     norm = _norm_choice(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
@@ -183,7 +195,7 @@ def fasterrcnn_nasnet_c4(*, num_classes: int, backbone_weights: str | Mapping[st
     box_head = NASNetBoxHead(nasnet, chunk=box_head_chunk)
     anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
     rpn_head = ConvRPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], rpn_conv_channels)
-    roi_pool = MultiScaleRoIAlign(["0"], output_size=roi_output_size, sampling_ratio=2)
+    roi_pool = DeferredRoIAlign(["0"], output_size=roi_output_size, sampling_ratio=2)  # pooled per chunk
     model = FasterRCNN(backbone, rpn_anchor_generator=anchors, rpn_head=rpn_head, box_roi_pool=roi_pool,
                        box_head=box_head, box_predictor=FastRCNNPredictor(box_head.out_channels, num_classes),
                        **_transform_args(nasnet, min_size, max_size), **rcnn_args)

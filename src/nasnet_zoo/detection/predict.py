@@ -83,8 +83,9 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.PathLike | None = None,
-                    device: str = "cpu", fuse: bool | None = None) -> Predictor:
-    """A ``train_det.py`` checkpoint rebuilt as its run built it. ``fuse`` runs the NASNet cells through
+                    overrides: Sequence[str] = (), device: str = "cpu", fuse: bool | None = None) -> Predictor:
+    """A ``train_det.py`` checkpoint rebuilt as its run built it, with ``overrides`` (KEY VALUE pairs such as
+    ``TEST.PROPOSALS 100``) applied to the run's config. ``fuse`` runs the NASNet cells through
     ``optimize_for_inference`` (same detections, faster); the default fuses on CPU unless the cells use
     GroupNorm, which cannot be folded."""
     from nasnet_zoo.inference import optimize_for_inference, unfusable_norms
@@ -103,7 +104,7 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
     if config_file is None and not (checkpoint.parent / "config.yaml").is_file():
         raise PredictError(f"{checkpoint} has no config.yaml beside it, which says how the detector was built; "
                            "pass --config-file with the training run's config.yaml")
-    loaded = load_detector(name, checkpoint, config_file)
+    loaded = load_detector(name, checkpoint, config_file, overrides)
     model = loaded.model.to(device)
     not_fused = ""
     if fuse is None:  # default: fused on CPU, where it pays, unless the cells use a norm that cannot be folded
@@ -145,14 +146,20 @@ def onnx_predictor(path: str | os.PathLike, *, device: str = "cpu", threads: int
 
 
 def load_predictor(weights: str | os.PathLike, *, config_file: str | os.PathLike | None = None,
-                   device: str = "cpu", fuse: bool | None = None, threads: int | None = None) -> Predictor:
+                   overrides: Sequence[str] = (), device: str = "cpu", fuse: bool | None = None,
+                   threads: int | None = None) -> Predictor:
     """By file type: ``.onnx`` runs in onnxruntime, anything else is read as a train_det.py checkpoint."""
     weights = Path(weights)
     if not weights.is_file():
         raise PredictError(f"--weights {weights} does not exist")
     if weights.suffix.lower() == ".onnx":
+        if overrides or config_file:
+            raise PredictError(f"{weights} is an exported graph, fixed at export: config overrides and "
+                               "--config-file apply to .pth checkpoints only (re-export with the setting instead)")
         return onnx_predictor(weights, device=device, threads=threads)
-    return torch_predictor(weights, config_file=config_file, device=device, fuse=fuse)
+    if len(overrides) % 2:
+        raise PredictError(f"--opts takes KEY VALUE pairs, got an odd count: {' '.join(overrides)}")
+    return torch_predictor(weights, config_file=config_file, overrides=overrides, device=device, fuse=fuse)
 
 
 def draw(image: np.ndarray, det: Detections, names: dict[int, str]) -> Image.Image:

@@ -83,7 +83,7 @@ class DetectorGraph(nn.Module):
     def __init__(self, detector: GeneralizedRCNN) -> None:
         super().__init__()
         detector = copy.deepcopy(detector)
-        if type(detector.roi_heads.box_roi_pool) is MultiScaleRoIAlign:
+        if isinstance(detector.roi_heads.box_roi_pool, MultiScaleRoIAlign):  # also the C4 design's deferred one
             detector.roi_heads.box_roi_pool = GatherMultiScaleRoIAlign(detector.roi_heads.box_roi_pool)
         transform = detector.transform
         if transform.fixed_size is not None:
