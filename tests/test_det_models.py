@@ -221,3 +221,24 @@ def test_build_part_allocates_only_the_part_and_initialises_it():
 def test_stages_use_detectron2_names():
     assert STAGES == ("stage2", "stage3", "stage4", "stage5")
     assert [stage_of(s) for s in (1, 2, 4, 8, 16, 32, 64)] == ["stage2"] * 3 + ["stage3", "stage4", "stage5", "stage5"]
+
+
+def test_every_shipped_detector_config_builds():
+    """Each configs/det/*.yaml names a detector and options its builder accepts (narrow cells, no weights)."""
+    from pathlib import Path
+
+    import nasnet_zoo.configs
+    from nasnet_zoo.config import load_config
+    from nasnet_zoo.detection.config import DetConfig
+    from nasnet_zoo.detection.run import build_model
+
+    shipped = sorted((Path(nasnet_zoo.configs.__file__).parent / "det").glob("*.yaml"))
+    assert len(shipped) >= 7
+    levels = {}
+    for path in shipped:
+        cfg = load_config(DetConfig(), path)
+        cfg.model.backbone_weights = ""
+        cfg.model.backbone_args = {**cfg.model.backbone_args, **TINY}
+        levels[path.stem] = list(build_model(cfg, num_classes=3).backbone.output_shape())
+    assert levels["coco_mobile_fpn_16_32"] == ["0", "1", "pool"]
+    assert levels["coco_mobile_fpn"] == ["0", "1", "2", "3", "pool"] and levels["coco_large_c4"] == ["0"]

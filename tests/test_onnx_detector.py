@@ -166,18 +166,23 @@ def test_corrupt_detector_file(exported: dict, tmp_path: Path) -> None:
         OnnxDetector(tmp_path / "cut.onnx")
 
 
-def test_paper_split_design_exports_exactly(tmp_path: Path) -> None:
-    """fasterrcnn_nasnet_a_mobile_c4: one RoI level, NASNet cells run per proposal as the second stage."""
+@pytest.mark.parametrize("name, options", [
+    # the paper's split: one RoI level, NASNet cells run per proposal as the second stage
+    ("fasterrcnn_nasnet_a_mobile_c4", {"rpn_conv_channels": 32}),
+    # torchvision's mobile layout (the latency target's): two pyramid levels and the pooled one
+    ("fasterrcnn_nasnet_a_mobile_fpn", {"fpn_channels": 32, "box_head_dim": 64, "out_indices": (3, 4),
+                                        "anchor_sizes": [(32, 64, 128)] * 3}),
+], ids=["c4", "fpn-strides-16-32"])
+def test_other_designs_export_exactly(tmp_path: Path, name: str, options: dict) -> None:
     from nasnet_zoo.onnx import export_detector
     torch.manual_seed(0)
-    model = build_detector("fasterrcnn_nasnet_a_mobile_c4", num_classes=3, min_size=160, max_size=256,
-                           backbone_args={"cells_per_stack": 1, "num_conv_filters": 8}, rpn_conv_channels=32,
+    model = build_detector(name, num_classes=3, min_size=160, max_size=256,
+                           backbone_args={"cells_per_stack": 1, "num_conv_filters": 8}, **options,
                            rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=60, box_score_thresh=0.0).eval()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(30)
-    export_detector(model, tmp_path / "c4.onnx", model_name="fasterrcnn_nasnet_a_mobile_c4",
-                    class_names=["__background__", "a", "b"])
-    runner = OnnxDetector(tmp_path / "c4.onnx")
+    export_detector(model, tmp_path / "det.onnx", model_name=name, class_names=["__background__", "a", "b"])
+    runner = OnnxDetector(tmp_path / "det.onnx")
     cases = [("200x300", synthetic_image(200, 300, seed=9)), ("333x517", synthetic_image(333, 517, seed=4))]
     report = run_detector_parity(lambda im: torch_detections(model, im), runner.raw, cases)
     assert report.ok and all(c.figures["torch dets"] > 0 for c in report.cases), report.table()
