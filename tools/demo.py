@@ -8,7 +8,7 @@
 3. Deployment: ``tools/export_onnx.py`` exports that detector, runs it in onnxruntime on the demo's val images
    and built-in cases, and prints parity and speed against PyTorch.
 
-    python tools/demo.py --output-dir runs/demo          # about 3 minutes on 2 quiet CPU cores
+    python tools/demo.py --output-dir runs/demo          # about 7 minutes on 2 quiet CPU cores
 """
 from __future__ import annotations
 
