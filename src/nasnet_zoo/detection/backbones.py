@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -144,10 +144,12 @@ class NASNetBoxHead(CellRange):
 
     def forward(self, crops: "torch.Tensor | PendingCrops") -> torch.Tensor:  # type: ignore[override]
         if isinstance(crops, PendingCrops):
-            return torch.cat([self._pooled(part) for part in crops.chunks(self.chunk)])
-        if self.training or torch.jit.is_tracing() or len(crops) <= self.chunk:  # traced graphs: any count
+            parts: Iterable[torch.Tensor] = crops.chunks(self.chunk)
+        elif self.training or torch.jit.is_tracing():  # traced graphs: any proposal count
             return self._pooled(crops)
-        return torch.cat([self._pooled(part) for part in crops.split(self.chunk)])
+        else:  # crops pooled by another framework (detectron2's ROI heads)
+            parts = crops.split(self.chunk)
+        return torch.cat([self._pooled(part) for part in parts])
 
     def _pooled(self, crops: torch.Tensor) -> torch.Tensor:
         last = self.forward_features(torch.split(crops, list(self.split_channels), dim=1))

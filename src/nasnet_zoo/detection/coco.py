@@ -193,14 +193,18 @@ class CocoDetection(Dataset):
     def _path(self, image_id: int) -> Path:
         return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
+    def _decode(self, image_id: int) -> torch.Tensor:
+        """The image as uint8 RGB CHW; raises one of ``_DECODE_ERRORS`` when it cannot be read."""
+        with Image.open(self._path(image_id)) as im:
+            return pil_to_tensor(im.convert("RGB"))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         skipped = 0
         while True:
             image_id = self.ids[(index + skipped) % len(self.ids)]
             path = self._path(image_id)
             try:
-                with Image.open(path) as im:
-                    image = pil_to_tensor(im.convert("RGB")).float().div_(255)
+                image = self._decode(image_id).float().div_(255)
                 break
             except _DECODE_ERRORS as err:
                 if not self.skip_bad_images or skipped + 1 >= len(self.ids):
@@ -225,8 +229,7 @@ class CocoDetection(Dataset):
 
         def failure(image_id: int) -> dict[str, Any] | None:
             try:
-                with Image.open(self._path(image_id)) as im:
-                    im.convert("RGB")
+                self._decode(image_id)
             except _DECODE_ERRORS as err:
                 return {"image_id": image_id, "file": str(self._path(image_id)), "error": str(err)}
             return None

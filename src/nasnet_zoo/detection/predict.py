@@ -104,13 +104,14 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
     if config_file is None and not (checkpoint.parent / "config.yaml").is_file():
         raise PredictError(f"{checkpoint} has no config.yaml beside it, which says how the detector was built; "
                            "pass --config-file with the training run's config.yaml")
-    loaded = load_detector(name, checkpoint, config_file, overrides)
+    loaded = load_detector(name, checkpoint, config_file, overrides, saved=saved)
     model = loaded.model.to(device)
     not_fused = ""
     if fuse is None:  # default: fused on CPU, where it pays, unless the cells use a norm that cannot be folded
-        fuse = device == "cpu"
-        if fuse and unfusable_norms(model):
-            fuse, not_fused = False, f"{unfusable_norms(model)[0]} cannot be folded into the convolutions"
+        unfusable = unfusable_norms(model) if device == "cpu" else []
+        fuse = device == "cpu" and not unfusable
+        if unfusable:
+            not_fused = f"{unfusable[0]} cannot be folded into the convolutions"
     if fuse:
         model = optimize_for_inference(model)
     ids = loaded.category_ids[1:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
@@ -37,19 +37,21 @@ class LoadedDetector(NamedTuple):
 
 
 def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | os.PathLike | None = None,
-                  overrides: Sequence[str] = ()) -> LoadedDetector:
+                  overrides: Sequence[str] = (), *, saved: Mapping[str, Any] | None = None) -> LoadedDetector:
     """Build detector ``name`` as its training run did and load ``checkpoint`` (a train_det.py checkpoint).
 
-    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint.
+    The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint. ``saved``: the
+    checkpoint's contents when the caller has read them already (the file is then not read again).
     """
     from nasnet_zoo.config import load_config
-    from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint, read_checkpoint
+    from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, detector_identity, read_checkpoint
 
     from .config import DetConfig
     from .run import WRITER, build_model
 
     checkpoint = Path(checkpoint)
-    saved = read_checkpoint(checkpoint, written_by=WRITER)  # weights only: nothing in the file can run
+    if saved is None:
+        saved = read_checkpoint(checkpoint, written_by=WRITER)  # weights only: nothing in the file can run
     if "model" not in saved or "num_classes" not in saved:
         raise CheckpointError(f"{checkpoint} is not a tools/train_det.py checkpoint (needs 'model' and 'num_classes')")
     if config_file is None and (checkpoint.parent / "config.yaml").is_file():
@@ -60,6 +62,6 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     categories = [int(c) for c in saved.get("categories") or range(1, saved["num_classes"])]
     model = build_model(config, saved["num_classes"])
     identity = detector_identity(name, saved["num_classes"], saved.get("categories", categories))
-    load_checkpoint(checkpoint, model, identity, written_by=WRITER)
+    apply_checkpoint(saved, model, identity, source=str(checkpoint), written_by=WRITER)
     found = [Path(f) for f in (config.data.val_ann, config.data.train_ann) if f and Path(f).is_file()]
     return LoadedDetector(model.eval(), [0] + categories, found[0] if found else None)

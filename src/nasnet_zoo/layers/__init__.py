@@ -4,6 +4,6 @@ from .ops import BNConfig, CellOp, ConvBN, FactorizedReduce, FusedForm, SepConv,
 from .padding import PADDING_MODES, Conv2dSame, Pool2dSame, same_padding
 
 __all__ = [
-    "BNConfig", "CellOp", "ConvBN", "Conv2dSame", "FactorizedReduce", "FusedForm", "PADDING_MODES", "Pool2dSame", "ScheduledDropPath",
-    "SepConv", "build_op", "same_padding", "set_drop_path_progress",
+    "BNConfig", "CellOp", "ConvBN", "Conv2dSame", "FactorizedReduce", "FusedForm", "PADDING_MODES", "Pool2dSame",
+    "ScheduledDropPath", "SepConv", "build_op", "same_padding", "set_drop_path_progress",
 ]

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..genotypes import Genotype
 from ..utils.io import JsonlLineError, append_jsonl, atomic_write_text, read_jsonl
+from .rewards import ChildResult
 from .state import STATE_NAME, SearchStateError, load_search_state
+from .strategy import Proposal
 
 JOURNAL_NAME = "journal.jsonl"
 REJECTED_NAME = "journal.rejected.jsonl"
@@ -29,6 +32,15 @@ class JournalError(ValueError):
 
 def repair_command(folder: Path) -> str:
     return f"python tools/search.py --output-dir {folder} --repair-journal"
+
+
+def child_record(proposal: Proposal, result: ChildResult, *, strategy: str, worker: str, attempts: int,
+                 session: int) -> dict[str, Any]:
+    """The journal line of one evaluated child, for every kind of search (``Journal.append`` adds the index)."""
+    return {"genotype": proposal.genotype.to_dict(), "reward": result.reward, "status": result.status,
+            "reason": result.reason, "seconds": round(result.seconds, 4), "strategy": strategy,
+            "decisions": list(proposal.decisions), "log_prob": proposal.log_prob, "worker": worker,
+            "attempts": attempts, "info": result.info, "time": time.time(), "session": session}
 
 
 def genotype_key(genotype: Genotype) -> str:

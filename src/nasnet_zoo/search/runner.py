@@ -21,11 +21,11 @@ from ..utils.metrics import MetricsLogger
 from ..utils.run_lock import RunLock, lock_run_folder
 from .backends import Backend, Evaluator, InlineBackend, LocalBackend, RayBackend, Task, gpu_devices
 from .child import ProxyReward, check_search_data
-from .journal import JOURNAL_NAME, Journal, genotype_key
+from .journal import JOURNAL_NAME, Journal, child_record, genotype_key
 from .latency import LatencyObjective
 from .rewards import ChildResult, OracleReward
 from .settings import (CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy,
-                       validate_config)
+                       refuse_unless_resume, validate_config)
 from .shared import SharedSearchRun
 from .space import SearchSpace
 from .state import STATE_NAME, SearchStateError, load_search_state, rebuild_search_state, save_search_state
@@ -84,9 +84,7 @@ class SearchRun:
         lock = lock_run_folder(self.out)
         try:
             journal = Journal(self.out / JOURNAL_NAME)
-            if len(journal) and not resume:
-                raise SearchConfigError(f"{self.out} already holds a search ({len(journal)} children); "
-                                        "continue it with --resume or choose another --output-dir")
+            refuse_unless_resume(self.out, len(journal), resume)
         except BaseException:
             lock.release()
             raise
@@ -124,12 +122,8 @@ class SearchRun:
             tic = time.perf_counter()
             scored = self.latency.score(proposal.genotype, result.reward)  # accuracy, latency_ms, reward
             self.latency_seconds += time.perf_counter() - tic
-        record = {
-            "genotype": proposal.genotype.to_dict(), "reward": result.reward, "status": result.status,
-            "reason": result.reason, "seconds": round(result.seconds, 4), "strategy": self.cfg.strategy,
-            "decisions": list(proposal.decisions), "log_prob": proposal.log_prob, "worker": worker,
-            "attempts": attempts, "info": result.info, "time": time.time(), "session": self.resumes,
-        }
+        record = child_record(proposal, result, strategy=self.cfg.strategy, worker=worker, attempts=attempts,
+                              session=self.resumes)
         if duplicate_of is not None:
             record["duplicate_of"] = duplicate_of
         if scored:

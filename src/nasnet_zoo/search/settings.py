@@ -6,6 +6,7 @@ Kept apart from the two search loops (``runner.SearchRun`` for the stand-alone a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .backends import BACKENDS, check_ray_address
 from .child import SEARCH_DATASETS, ChildConfig, check_search_data
@@ -91,6 +92,13 @@ def validate_config(cfg: SearchConfig) -> None:
         except ImportError:
             raise SearchConfigError("--backend ray needs the ray package: pip install 'nasnet-zoo[ray]'") from None
         check_ray_address(cfg.ray_address)
+
+
+def refuse_unless_resume(folder: Path, children: int, resume: bool) -> None:
+    """A folder whose journal holds children is continued with ``--resume``, never started over."""
+    if children and not resume:
+        raise SearchConfigError(f"{folder} already holds a search ({children} children); continue it with "
+                                "--resume or choose another --output-dir")
 
 
 def build_strategy(cfg: SearchConfig) -> SearchStrategy:

@@ -37,13 +37,16 @@ from tqdm import tqdm
 from ..config import dump_config
 from ..genotypes import Genotype
 from ..utils.distributed import DistInfo, init_distributed
-from ..utils.io import atomic_torch_save, read_jsonl
+from ..utils.checkpoint import read_checkpoint, save_checkpoint
+from ..utils.io import read_jsonl
 from ..utils.metrics import MetricsLogger
 from ..utils.run_lock import is_main_process, lock_run_folder
 from .child import ProxyData
-from .journal import JOURNAL_NAME, Journal, genotype_key
+from .journal import JOURNAL_NAME, Journal, child_record, genotype_key
 from .latency import LatencyObjective
-from .settings import CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy, validate_config
+from .rewards import ChildResult
+from .settings import (CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy,
+                       refuse_unless_resume, validate_config)
 from .state import STATE_NAME
 from .strategy import Proposal
 from .supernet import Supernet
@@ -239,7 +242,7 @@ def save_shared_state(folder: Path, state: dict[str, Any]) -> None:
     latest = folder / SHARED_STATE_NAME
     if latest.exists():
         os.replace(latest, folder / SHARED_STATE_PREVIOUS)
-    atomic_torch_save({"version": _VERSION, **state}, latest)
+    save_checkpoint(latest, {"version": _VERSION, **state})
 
 
 def load_shared_state(folder: Path) -> dict[str, Any] | None:
@@ -248,7 +251,7 @@ def load_shared_state(folder: Path) -> dict[str, Any] | None:
         if not path.exists():
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_checkpoint(path, written_by="tools/search.py")  # weights only: nothing in it can run
             if state.get("version") != _VERSION:
                 raise ValueError(f"checkpoint version {state.get('version')!r}; this code reads {_VERSION}")
             return state
@@ -278,9 +281,7 @@ class SharedSearchRun:
     def _open(self, resume: bool, progress: bool) -> None:
         cfg = self.cfg
         records = read_jsonl(self.out / JOURNAL_NAME)
-        if records and not resume:
-            raise SearchConfigError(f"{self.out} already holds a search ({len(records)} children); continue it "
-                                    "with --resume or choose another --output-dir")
+        refuse_unless_resume(self.out, len(records), resume)
         if resume and (self.out / STATE_NAME).exists():
             raise SearchConfigError(f"{self.out} holds a proxy or oracle search ({STATE_NAME}); it cannot be resumed "
                                     "with reward 'shared': start a new --output-dir")
@@ -341,14 +342,12 @@ class SharedSearchRun:
         else:
             tic = time.perf_counter()
             accuracy = self.evaluator.child_reward(proposal.genotype, index)
-            scored = {"reward": accuracy}
-            if self.latency is not None:
-                scored = self._latency_score(proposal.genotype, accuracy)
-            record = {"genotype": proposal.genotype.to_dict(), **scored, "status": "ok", "reason": "",
-                      "seconds": round(time.perf_counter() - tic, 4), "strategy": self.cfg.strategy,
-                      "decisions": list(proposal.decisions), "log_prob": proposal.log_prob, "worker": "shared",
-                      "attempts": 1, "info": {"train_step": self.step, "round": self.round,
-                                              "val_images": self.evaluator.eval_batch_size}, "time": time.time()}
+            scored = self._latency_score(proposal.genotype, accuracy) if self.latency is not None else {}
+            result = ChildResult(accuracy, seconds=time.perf_counter() - tic,
+                                 info={"train_step": self.step, "round": self.round,
+                                       "val_images": self.evaluator.eval_batch_size})
+            record = child_record(proposal, result, strategy=self.cfg.strategy, worker="shared", attempts=1,
+                                  session=self.resumes) | scored
             key = genotype_key(proposal.genotype)
             if self.journal is not None:
                 earlier = self.journal.lookup(key)

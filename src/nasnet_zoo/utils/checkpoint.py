@@ -210,12 +210,18 @@ def load_checkpoint(path: str | Path, model: nn.Module, identity: Mapping[str, A
                     optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read ``path``, check it was saved for ``identity`` and load its weights into ``model``; returns it all."""
     checkpoint = read_checkpoint(path, written_by=written_by)
-    if not isinstance(checkpoint.get("model"), Mapping):
-        raise CheckpointError(f"{path} is not a {written_by} checkpoint (no 'model' entry)")
-    check_identity(identity, saved_identity(checkpoint), str(path))
-    model.load_state_dict(fit_state_dict(model, checkpoint["model"], source=str(path), optional=optional),
-                          strict=False)
+    apply_checkpoint(checkpoint, model, identity, source=str(path), written_by=written_by, optional=optional)
     return checkpoint
+
+
+def apply_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module, identity: Mapping[str, Any], *, source: str,
+                     written_by: str, optional: tuple[str, ...] = ()) -> None:
+    """:func:`load_checkpoint` for a checkpoint already read (``source`` names it), so it is read only once."""
+    if not isinstance(checkpoint.get("model"), Mapping):
+        raise CheckpointError(f"{source} is not a {written_by} checkpoint (no 'model' entry)")
+    check_identity(identity, saved_identity(checkpoint), source)
+    model.load_state_dict(fit_state_dict(model, checkpoint["model"], source=source, optional=optional),
+                          strict=False)
 
 
 def _short(value: Any) -> str:
