@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nasnet-zoo-installed
 # torch first, pinned to the release this project is tested with; then the project with its extras.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,onnx,ray
+# dev pulls demo (detection, viz, onnx, scikit-learn), tensorboard and ray: everything make test and make demo use.
+EXTRAS ?= dev
 PYTEST_ARGS ?=
 # pytest-xdist workers: one per core; --dist loadfile keeps each module's fixtures on one worker (built once).
 TEST_WORKERS ?= auto

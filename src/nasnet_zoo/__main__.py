@@ -21,6 +21,7 @@ import torch
 from . import hub
 from .profile import PAPER_COSTS, model_cost
 from .factory import create_model, list_models
+from .utils.extras import exits_on_missing_extra
 
 
 def _human(value: float) -> str:
@@ -94,6 +95,7 @@ PROGRAMS = {
 }
 
 
+@exits_on_missing_extra  # a program whose extra is missing: one line naming it, exit 2, no traceback
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PROGRAMS:

@@ -2,17 +2,20 @@
 
 ``draw_cell(cell, "normal.png")`` or ``draw_genotype(genotype, "cells.svg")``; the file type follows the suffix
 (PNG, SVG, PDF). Both also return the matplotlib ``Figure``. No pyplot, so it works on headless machines.
+matplotlib is the ``viz`` extra, imported at the first drawing, so ``import nasnet_zoo`` never needs it.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+import types
+from typing import TYPE_CHECKING, Any
 
 from .genotypes import NUM_CELL_INPUTS, CellGenotype, Genotype
+from .utils.extras import require
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _OP_LABELS = {
     "identity": "identity", "conv_1x3_3x1": "1x3 + 3x1 conv", "conv_1x7_7x1": "1x7 + 7x1 conv",
@@ -38,6 +41,10 @@ def _op_color(op: str) -> str:
     return "#bcbddc"
 
 
+def _matplotlib(submodule: str) -> types.ModuleType:
+    return require(f"matplotlib.{submodule}", extra="viz", feature="Drawing cells (matplotlib)")
+
+
 def _state_label(idx: int) -> str:
     return ("h[i]", "h[i-1]")[idx] if idx < NUM_CELL_INPUTS else f"block {idx - NUM_CELL_INPUTS}"
 
@@ -61,16 +68,18 @@ def _layout(cell: CellGenotype) -> tuple[dict[int, tuple[float, float]], int]:
 def _box(ax: Axes, xy: tuple[float, float], text: str, color: str, width: float = 2.1, height: float = 0.62,
          bold: bool = False) -> None:
     x, y = xy
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
-                                boxstyle="round,pad=0.04,rounding_size=0.15", facecolor=color, edgecolor="#444444",
-                                linewidth=1.0, zorder=3))
+    patches = _matplotlib("patches")
+    ax.add_patch(patches.FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                        boxstyle="round,pad=0.04,rounding_size=0.15", facecolor=color,
+                                        edgecolor="#444444", linewidth=1.0, zorder=3))
     ax.text(x, y, text, ha="center", va="center", fontsize=8.5, zorder=4, fontweight="bold" if bold else "normal")
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **style: Any) -> None:
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, shrinkA=2, shrinkB=2,
-                                 color=style.pop("color", "#555555"), linewidth=style.pop("linewidth", 0.9),
-                                 zorder=2, **style))
+    patches = _matplotlib("patches")
+    ax.add_patch(patches.FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, shrinkA=2, shrinkB=2,
+                                         color=style.pop("color", "#555555"), linewidth=style.pop("linewidth", 0.9),
+                                         zorder=2, **style))
 
 
 def _draw_cell_on(ax: Axes, cell: CellGenotype, title: str) -> None:
@@ -87,8 +96,9 @@ def _draw_cell_on(ax: Axes, cell: CellGenotype, title: str) -> None:
             _box(ax, op_xy, _OP_LABELS.get(op, op), _op_color(op), height=0.5)
             _arrow(ax, (op_xy[0] + half_box, op_xy[1]), (cx - 0.3, cy))
         symbol = "+" if block.combiner == "add" else "C"
-        ax.add_patch(FancyBboxPatch((cx - 0.3, cy - 0.3), 0.6, 0.6, boxstyle="circle,pad=0", facecolor="white",
-                                    edgecolor="#444444", linewidth=1.2, zorder=3))
+        ax.add_patch(_matplotlib("patches").FancyBboxPatch((cx - 0.3, cy - 0.3), 0.6, 0.6, boxstyle="circle,pad=0",
+                                                           facecolor="white", edgecolor="#444444", linewidth=1.2,
+                                                           zorder=3))
         ax.text(cx, cy, symbol, ha="center", va="center", fontsize=12, fontweight="bold", zorder=4)
         ax.text(cx, cy - 0.48, f"{b}", ha="center", va="top", fontsize=7, color="#777777", zorder=4)
     out_xy = ((max_depth + 1) * _COLUMN, 0.0)
@@ -122,7 +132,7 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
 
 def draw_cell(cell: CellGenotype, path: str | Path | None = None, title: str = "") -> Figure:
     """One cell as a graph; saved to ``path`` when given (format from the suffix)."""
-    fig = Figure(figsize=_figure_size(cell))
+    fig = _matplotlib("figure").Figure(figsize=_figure_size(cell))
     _draw_cell_on(fig.add_subplot(1, 1, 1), cell, title)
     return _save(fig, path)
 
@@ -130,7 +140,7 @@ def draw_cell(cell: CellGenotype, path: str | Path | None = None, title: str = "
 def draw_genotype(genotype: Genotype, path: str | Path | None = None) -> Figure:
     """The Normal cell above the Reduction cell, in one picture."""
     sizes = [_figure_size(genotype.normal), _figure_size(genotype.reduction)]
-    fig = Figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes) + 0.4))
+    fig = _matplotlib("figure").Figure(figsize=(max(w for w, _ in sizes), sum(h for _, h in sizes) + 0.4))
     axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [h for _, h in sizes]})
     prefix = f"{genotype.name}: " if genotype.name else ""
     _draw_cell_on(axes[0], genotype.normal, f"{prefix}Normal cell")

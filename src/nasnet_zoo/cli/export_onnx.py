@@ -26,6 +26,7 @@ import torch
 from nasnet_zoo.config import ConfigError
 from nasnet_zoo.onnx import (ClassifierGraph, OnnxClassifier, OnnxModelError, ParityReport, builtin_classifier_cases,
                              default_class_names, export_classifier, load_image, run_classifier_parity)
+from nasnet_zoo.utils.extras import exits_on_missing_extra, require
 from nasnet_zoo.utils.io import atomic_write_json
 
 
@@ -48,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--providers", nargs="+", help="onnxruntime providers (default: CUDA when usable, else CPU)")
     p.add_argument("--threads", type=int, help="intra-op threads for both PyTorch and onnxruntime (default: their own)")
     p.add_argument("--report", help="write the parity and speed figures here as JSON")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the tracer's and exporter's known harmless warnings (docs/onnx.md)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the detector's run config")
     args = p.parse_args(argv)
     if args.detector and not args.checkpoint:
@@ -78,7 +81,8 @@ def export_and_check_classifier(args: argparse.Namespace, images: list[np.ndarra
     cfg = model.pretrained_cfg
     input_size = tuple(cfg["input_size"][1:])
     export_classifier(model, args.output, model_name=args.model, input_size=input_size, mean=cfg["mean"],
-                      std=cfg["std"], class_names=default_class_names(cfg, model.config.num_classes))
+                      std=cfg["std"], class_names=default_class_names(cfg, model.config.num_classes),
+                      show_known_warnings=args.verbose)
     runner = OnnxClassifier(args.output, args.providers, threads=args.threads)
     print(f"wrote {args.output} (providers: {', '.join(runner.providers)})")
     graph = ClassifierGraph(model, input_size, cfg["mean"], cfg["std"]).eval()
@@ -100,7 +104,8 @@ def export_and_check_detector(args: argparse.Namespace, images: list[np.ndarray]
     if args.score_thresh is not None:
         model.roi_heads.score_thresh = args.score_thresh
     names = ["__background__"] + category_names(category_ids[1:], args.annotations or run_annotations)
-    export_detector(model, args.output, model_name=args.detector, class_names=names, category_ids=category_ids)
+    export_detector(model, args.output, model_name=args.detector, class_names=names, category_ids=category_ids,
+                    show_known_warnings=args.verbose)
     runner = OnnxDetector(args.output, args.providers, threads=args.threads)
     print(f"wrote {args.output} (providers: {', '.join(runner.providers)})")
 
@@ -131,8 +136,10 @@ def _check(args: argparse.Namespace, reference: Callable, onnx_run: Callable,
     return result
 
 
+@exits_on_missing_extra
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    require("onnxruntime", extra="onnx", feature="export-onnx (it checks the file in onnxruntime)")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

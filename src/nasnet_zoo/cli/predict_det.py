@@ -10,8 +10,10 @@ import argparse
 from typing import Sequence
 
 from nasnet_zoo.detection.predict import PredictError, format_summary, load_predictor, predict_images
+from nasnet_zoo.utils.extras import exits_on_missing_extra
 
 
+@exits_on_missing_extra
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nasnet-zoo predict-det", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from nasnet_zoo.configs import config_path
+from nasnet_zoo.utils.extras import exits_on_missing_extra
 
 DEMO_CONFIG = config_path("det", "demo")
 
@@ -73,6 +74,7 @@ def without_engine_flag(argv: list[str]) -> list[str]:
     return out
 
 
+@exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -121,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {err}")
     if metrics:
         out = Path(cfg.output_dir)
+        board = f" (TensorBoard: {out / 'tensorboard'})" if (out / "tensorboard").is_dir() else ""
         print(f"\n{'demo' if demo else 'run'} finished: AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}\n"
-              f"  metrics:      {out / 'coco_eval.json'}\n  training log: {out / 'metrics.jsonl'} "
-              f"(TensorBoard: {out / 'tensorboard'})\n  weights:      {out / 'model_final.pth'}\n"
+              f"  metrics:      {out / 'coco_eval.json'}\n  training log: {out / 'metrics.jsonl'}{board}\n"
+              f"  weights:      {out / 'model_final.pth'}\n"
               + (f"  pictures:     {out / 'vis'}\n" if cfg.test.vis else ""), flush=True)
     return 0
 

@@ -1,7 +1,8 @@
-"""COCO-format detection data through pycocotools, validated before any training starts.
+"""COCO-format detection data, validated before any training starts.
 
-Labels are contiguous (1..K, 0 is the background) inside the model and COCO category ids outside it;
-:class:`CategoryMap` converts both ways.
+The dataset indexes the annotation file itself; pycocotools (the ``detection`` extra) is imported only when
+something asks for :attr:`CocoDetection.coco`, which COCOeval does. Labels are contiguous (1..K, 0 is the
+background) inside the model and COCO category ids outside it; :class:`CategoryMap` converts both ways.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
+
+from nasnet_zoo.utils.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,9 @@ def load_coco_json(ann_file: str | Path) -> dict[str, Any]:
     return data
 
 
-def coco_from_dict(data: dict[str, Any]) -> COCO:
+def coco_from_dict(data: dict[str, Any]) -> Any:
     """A pycocotools COCO index over an already loaded dict (quietly: pycocotools prints progress)."""
-    coco = COCO()
+    coco = require("pycocotools.coco", extra="detection", feature="COCO evaluation (pycocotools)").COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -129,7 +131,12 @@ class CocoDetection(Dataset):
             data["annotations"] = [a for a in data["annotations"] if a["image_id"] in set(image_ids)]
         if not self.image_dir.is_dir():
             raise CocoFormatError(f"image folder {self.image_dir} does not exist")
-        self.coco = coco_from_dict(data)
+        self._data = data
+        self.imgs: dict[int, dict[str, Any]] = {im["id"]: im for im in data["images"]}
+        self._anns: dict[int, list[dict[str, Any]]] = {}
+        for ann in data["annotations"]:
+            self._anns.setdefault(ann["image_id"], []).append(ann)
+        self._coco: Any = None
         self.categories = CategoryMap.from_categories(data["categories"])
         self.train, self.transforms, self.skip_bad_images = train, transforms, skip_bad_images
         missing = [im for im in data["images"] if not (self.image_dir / im["file_name"]).is_file()]
@@ -159,7 +166,7 @@ class CocoDetection(Dataset):
     def _build_target(self, image: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int]:
         width, height = float(image.get("width", 0) or 0), float(image.get("height", 0) or 0)
         boxes, labels, crowd, dropped = [], [], [], 0
-        for ann in self.coco.imgToAnns.get(image["id"], []):
+        for ann in self._anns.get(image["id"], []):
             if self.train and ann.get("iscrowd", 0):
                 continue
             x, y, w, h = (float(v) for v in ann["bbox"])
@@ -179,19 +186,26 @@ class CocoDetection(Dataset):
                   "image_id": torch.tensor(image["id"])}
         return target, dropped
 
+    @property
+    def coco(self) -> Any:
+        """The pycocotools ``COCO`` index of this dataset (built at first use: COCOeval needs it, training not)."""
+        if self._coco is None:
+            self._coco = coco_from_dict(self._data)
+        return self._coco
+
     def __len__(self) -> int:
         return len(self.ids)
 
     def image_info(self, index: int) -> dict[str, Any]:
-        return self.coco.imgs[self.ids[index]]
+        return self.imgs[self.ids[index]]
 
     def aspect_ratios(self) -> list[float]:
         """Width / height of every image, from the annotation file (no image is opened)."""
-        infos = [self.coco.imgs[i] for i in self.ids]
+        infos = [self.imgs[i] for i in self.ids]
         return [float(im.get("width", 1) or 1) / float(im.get("height", 1) or 1) for im in infos]
 
     def _path(self, image_id: int) -> Path:
-        return self.image_dir / self.coco.imgs[image_id]["file_name"]
+        return self.image_dir / self.imgs[image_id]["file_name"]
 
     def _decode(self, image_id: int) -> torch.Tensor:
         """The image as uint8 RGB CHW; raises one of ``_DECODE_ERRORS`` when it cannot be read."""
@@ -225,7 +239,7 @@ class CocoDetection(Dataset):
 
         Threads, because PIL releases the GIL while it decodes.
         """
-        ids = sorted(self.coco.imgs)[rank::world_size]
+        ids = sorted(self.imgs)[rank::world_size]
 
         def failure(image_id: int) -> dict[str, Any] | None:
             try:

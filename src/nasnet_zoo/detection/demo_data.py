@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from nasnet_zoo.hub import cache_dir
+from nasnet_zoo.utils.extras import require
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 #: COCO category id of digit d; deliberately not 0..9 so the label <-> category mapping is exercised.
@@ -41,9 +42,8 @@ class DigitsSpec:
 
 def load_digit_images(seed: int, val_fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """scikit-learn's digits (8x8, values 0..16) as floats in [0, 1], split into disjoint train/val writers."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    datasets = require("sklearn.datasets", extra="demo", feature="The embedded demo data (scikit-learn's digits)")
+    digits = datasets.load_digits()
     images = digits.images.astype(np.float32) / 16.0
     labels = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(images))

@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from pycocotools.cocoeval import COCOeval
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from nasnet_zoo.utils.extras import require
 
 from .coco import CocoDetection, collate
 
@@ -55,15 +56,24 @@ def predict(model: nn.Module, dataset: CocoDetection, device: torch.device, *, r
     return records
 
 
+def require_coco_evaluation() -> Any:
+    """pycocotools' ``cocoeval`` module, or :class:`~nasnet_zoo.utils.extras.MissingExtra` naming ``detection``.
+
+    Called before training too, so that a run that will evaluate stops at once, not after its training.
+    """
+    return require("pycocotools.cocoeval", extra="detection", feature="COCO evaluation (pycocotools)")
+
+
 def coco_evaluate(dataset: CocoDetection, records: list[dict[str, Any]]) -> dict[str, float]:
     """COCOeval (bbox) over the dataset's images; the 12 standard numbers keyed by :data:`METRIC_NAMES`."""
+    cocoeval = require_coco_evaluation()
     if not records:
         log.warning("no detections on %d images: every COCO metric is 0", len(dataset))
         return {name: 0.0 for name in METRIC_NAMES}
     gt = dataset.coco
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(records)
-        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator = cocoeval.COCOeval(gt, dt, iouType="bbox")
         evaluator.params.imgIds = list(dataset.ids)
         evaluator.evaluate()
         evaluator.accumulate()

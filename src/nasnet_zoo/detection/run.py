@@ -22,6 +22,7 @@ from .config import DetConfig
 from .demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
 from .engine import evaluate_and_report, make_train_state, train
+from .evaluate import require_coco_evaluation
 from .norms import check_norm_runtime, small_batch_warning
 from .transforms import RandomHorizontalFlip
 
@@ -123,7 +124,7 @@ def check_images(datasets: list[CocoDetection], output_dir: Path, dist_info: Dis
         bad = [b for share in shares for b in share]
     if not bad:
         if dist_info.is_main:
-            print(f"DATA.CHECK_IMAGES: all {sum(len(d.coco.imgs) for d in datasets)} images decode", flush=True)
+            print(f"DATA.CHECK_IMAGES: all {sum(len(d.imgs) for d in datasets)} images decode", flush=True)
         return
     listing = output_dir / BAD_IMAGES_NAME
     if dist_info.is_main:
@@ -141,6 +142,8 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     output_dir.mkdir(parents=True, exist_ok=True)
     if eval_only and not weights:
         raise ValueError("--eval-only needs --weights PATH (for example OUTPUT/model_final.pth)")
+    if cfg.data.val_ann or uses_demo_data(cfg):
+        require_coco_evaluation()  # this run evaluates: a missing extra stops it now, not after its training
     if uses_demo_data(cfg):
         prepare_demo(cfg, device, dist_info, pretrain=not eval_only)
     # Seed after the demo's (cached or fresh) backbone pretraining, so both paths train the same detector.

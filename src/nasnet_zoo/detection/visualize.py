@@ -11,6 +11,7 @@ from .coco import CategoryMap, CocoDetection
 
 
 def _font() -> str | None:
+    """DejaVu Sans through matplotlib (the 'viz' extra) when it is installed, so captions scale with the image."""
     try:
         from matplotlib import font_manager
         return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
@@ -23,8 +24,9 @@ def draw_boxes(canvas: torch.Tensor, boxes: torch.Tensor, captions: list[str], c
     if len(boxes) == 0:
         return canvas
     size = max(10, min(canvas.shape[-2:]) // 16)
+    font = _font()  # without one, PIL's default font (torchvision warns when given a size for it)
     return draw_bounding_boxes(canvas, boxes.detach().cpu().float(), labels=captions, colors=color,
-                               width=max(1, size // 6), font=_font(), font_size=size)
+                               width=max(1, size // 6), font=font, font_size=size if font else None)
 
 
 def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, categories: CategoryMap,

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import save_onnx
+from ..utils.extras import require
+from .files import require_onnx, save_onnx
 from .images import ImageInput, load_image
+from .quiet import known_export_warnings_filtered
 from .session import open_session
 
 #: Resize with antialiasing needs opset 18.
@@ -59,11 +61,15 @@ def default_class_names(pretrained_cfg: dict[str, Any], num_classes: int) -> lis
 
 def export_classifier(model: nn.Module, path: str | os.PathLike, *, model_name: str,
                       input_size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
-                      class_names: Sequence[str] | None = None, opset: int = CLASSIFIER_OPSET) -> Path:
+                      class_names: Sequence[str] | None = None, opset: int = CLASSIFIER_OPSET,
+                      show_known_warnings: bool = False) -> Path:
     """Export an eval-mode classifier with dynamic batch, height and width (torch.export based exporter).
 
-    onnxruntime folds BN and shares repeated ReLUs itself, so the model is exported as it is.
+    onnxruntime folds BN and shares repeated ReLUs itself, so the model is exported as it is. Known harmless
+    export warnings are dropped unless ``show_known_warnings`` (:mod:`nasnet_zoo.onnx.quiet`).
     """
+    require_onnx()
+    require("onnxscript", extra="onnx", feature="ONNX export of classifiers (torch.export based)")
     if opset < CLASSIFIER_OPSET:
         raise ValueError(f"opset {opset} is too old: antialiased Resize needs opset >= {CLASSIFIER_OPSET}")
     graph = ClassifierGraph(model, input_size, mean, std).eval()
@@ -74,8 +80,9 @@ def export_classifier(model: nn.Module, path: str | os.PathLike, *, model_name: 
         raise ValueError(f"{len(class_names)} class names given for a model with {num_classes} outputs")
     dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("height", min=2),
             2: torch.export.Dim("width", min=2)}
-    program = torch.onnx.export(graph, (example,), dynamo=True, opset_version=opset, input_names=["images"],
-                                output_names=["logits"], dynamic_shapes={"images": dims}, verbose=False)
+    with known_export_warnings_filtered(show_known_warnings):
+        program = torch.onnx.export(graph, (example,), dynamo=True, opset_version=opset, input_names=["images"],
+                                    output_names=["logits"], dynamic_shapes={"images": dims}, verbose=False)
     metadata = {
         "task": "classification", "model_name": model_name,
         "class_names": list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)],

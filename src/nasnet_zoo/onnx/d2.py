@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import onnx
 import torch
 
-from .files import save_onnx
+from .files import require_onnx, save_onnx
 from .parity import TOLERANCES, ParityReport, Tolerances, run_detector_parity
+from .quiet import known_export_warnings_filtered
 from .session import open_session
 
 if TYPE_CHECKING:
@@ -54,18 +54,20 @@ def tracing_adapter(model: GeneralizedRCNN, image: torch.Tensor) -> TracingAdapt
 
 
 def export_d2_detector(model: GeneralizedRCNN, image: torch.Tensor, path: str | os.PathLike, opset: int = 17,
-                       model_name: str | None = None) -> TracingAdapter:
+                       model_name: str | None = None, show_known_warnings: bool = False) -> TracingAdapter:
     """Trace ``model`` on ``image`` and write the ONNX graph atomically; returns the adapter (it holds the
     output schema that turns flat outputs back into ``Instances``).
 
-    Height and width stay dynamic: the graph pads to the backbone's size divisibility itself.
+    Height and width stay dynamic: the graph pads to the backbone's size divisibility itself. Known harmless
+    export warnings are dropped unless ``show_known_warnings`` (:mod:`nasnet_zoo.onnx.quiet`).
     """
+    onnx = require_onnx()
     if opset < MIN_D2_OPSET:
         raise ValueError(f"opset {opset} is too old: RoIAlign(aligned=True) exports correctly from opset "
                          f"{MIN_D2_OPSET}")
     adapter = tracing_adapter(model, image)
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), known_export_warnings_filtered(show_known_warnings):
         torch.onnx.export(adapter, (image,), buffer, opset_version=opset, dynamo=False,
                           input_names=["image"], do_constant_folding=True,
                           dynamic_axes={"image": {1: "height", 2: "width"}})

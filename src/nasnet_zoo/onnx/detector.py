@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,9 +33,10 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
-from .files import save_onnx
+from .files import require_onnx, save_onnx
 from .images import ImageInput, load_image
 from .parity import synthetic_image
+from .quiet import known_export_warnings_filtered
 from .session import open_session
 
 #: RoIAlign(aligned=True) exports correctly only from opset 16; torchvision's detection symbolics target 17.
@@ -121,11 +121,15 @@ class DetectorGraph(nn.Module):
 
 def export_detector(detector: GeneralizedRCNN, path: str | os.PathLike, *, model_name: str,
                     class_names: Sequence[str], category_ids: Sequence[int] | None = None,
-                    opset: int = DETECTOR_OPSET, example_size: tuple[int, int] = (427, 640)) -> Path:
+                    opset: int = DETECTOR_OPSET, example_size: tuple[int, int] = (427, 640),
+                    show_known_warnings: bool = False) -> Path:
     """Export an eval-mode torchvision-style detector with dynamic image height and width.
 
     ``class_names[i]`` and ``category_ids[i]`` describe model label ``i`` (index 0 is the background).
+    The tracer's and exporter's known harmless warnings are dropped unless ``show_known_warnings``
+    (:mod:`nasnet_zoo.onnx.quiet`).
     """
+    onnx = require_onnx()
     if opset < MIN_DETECTOR_OPSET:
         raise ValueError(f"opset {opset} is too old: RoIAlign(aligned=True) exports correctly only from opset "
                          f"{MIN_DETECTOR_OPSET}")
@@ -137,7 +141,7 @@ def export_detector(detector: GeneralizedRCNN, path: str | os.PathLike, *, model
     graph = DetectorGraph(detector).eval()
     example = torch.from_numpy(synthetic_image(*example_size, seed=0))
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), known_export_warnings_filtered(show_known_warnings):
         torch.onnx.export(graph, (example,), buffer, dynamo=False, opset_version=opset, input_names=["image"],
                           output_names=["boxes", "labels", "scores"],
                           dynamic_axes={"image": {0: "height", 1: "width"}, "boxes": {0: "detections"},

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import json
 import os
+import types
 from pathlib import Path
 from typing import Any
 
-import onnx
-
+from ..utils.extras import require
 from ..utils.io import atomic_path
 
 #: Prefix of every metadata key nasnet-zoo writes into an exported file.
 META_PREFIX = "nasnet_zoo."
+
+
+def require_onnx() -> types.ModuleType:
+    """The ``onnx`` package (the ``onnx`` extra); exports call it first, before anything is traced."""
+    return require("onnx", extra="onnx", feature="ONNX export")
 
 
 def encode_metadata(values: dict[str, Any]) -> dict[str, str]:
@@ -32,9 +37,10 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    """Attach nasnet-zoo metadata, run the ONNX checker and write ``path`` atomically."""
+def save_onnx(model: Any, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
+    """Attach nasnet-zoo metadata to an ``onnx.ModelProto``, run the ONNX checker and write ``path`` atomically."""
     from .. import __version__
+    onnx = require_onnx()
     kept = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..utils.extras import require
 from .files import decode_metadata
 
 CUDA = "CUDAExecutionProvider"
@@ -53,11 +54,8 @@ def check_runtime_install(installed: Sequence[str] | None = None) -> None:
 
 
 def _import_ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise OnnxRuntimeSetupError("onnxruntime is not installed: `pip install nasnet-zoo[onnx]` (CPU) or "
-                                    "`pip install nasnet-zoo[gpu]` (CUDA)") from err
+    onnxruntime = require("onnxruntime", extra="onnx",
+                          feature="Running .onnx files (for CUDA: the 'gpu' extra instead)")
     check_runtime_install()
     return onnxruntime
 

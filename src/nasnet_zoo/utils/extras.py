@@ -10,8 +10,13 @@ ImportError traceback. The programs (``nasnet-zoo COMMAND``) print :class:`Missi
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 import types
+from typing import Callable, ParamSpec
+
+P = ParamSpec("P")
 
 
 class MissingExtra(ImportError):
@@ -39,3 +44,16 @@ def require(module: str, *, extra: str, feature: str) -> types.ModuleType:
         if err.name is None or err.name.split(".")[0] != top:
             raise
         raise MissingExtra(feature, extra, top) from None
+
+
+def exits_on_missing_extra(main: Callable[P, int]) -> Callable[P, int]:
+    """Wrap a program's ``main``: a :class:`MissingExtra` becomes ``error: <its line>`` on stderr and exit code 2,
+    without a traceback (``nasnet-zoo COMMAND`` and ``tools/*.py`` alike)."""
+    @functools.wraps(main)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except MissingExtra as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            return 2
+    return wrapper

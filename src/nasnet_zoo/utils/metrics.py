@@ -1,11 +1,33 @@
-"""Metrics as JSON lines plus TensorBoard scalars (detectron2's habit), written by the main process only."""
+"""Metrics as JSON lines plus TensorBoard scalars (detectron2's habit), written by the main process only.
+
+TensorBoard is the ``tensorboard`` extra. Without it a run still writes ``metrics.jsonl`` (the record every tool
+here reads) and says once, in one line, how to get the TensorBoard scalars; training never stops for it.
+"""
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from .io import append_jsonl
+
+log = logging.getLogger(__name__)
+_said_no_tensorboard = False
+
+
+def tensorboard_available() -> bool:
+    """Whether the ``tensorboard`` package (the extra) is installed; torch's writer needs it."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _no_tensorboard_once() -> None:
+    global _said_no_tensorboard
+    if not _said_no_tensorboard:
+        _said_no_tensorboard = True
+        log.warning("TensorBoard scalars are off (metrics.jsonl has every figure): they need the 'tensorboard' "
+                    "extra: pip install 'nasnet-zoo[tensorboard]'")
 
 
 class MetricsLogger:
@@ -18,11 +40,11 @@ class MetricsLogger:
         self.enabled = enabled
         self._tb = None
         if enabled and tensorboard:
-            try:
+            if tensorboard_available():
                 from torch.utils.tensorboard import SummaryWriter
                 self._tb = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
-            except ImportError:  # tensorboard is a dependency, but stay usable without it
-                self._tb = None
+            else:
+                _no_tensorboard_once()
 
     def log(self, **record: Any) -> None:
         if not self.enabled:
