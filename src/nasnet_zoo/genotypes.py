@@ -214,5 +214,3 @@ NASNET_A = Genotype(
         concat=[3, 4, 5, 6],
     ),
 )
-
-GENOTYPES: dict[str, Genotype] = {"nasnet_a": NASNET_A}

@@ -204,11 +204,6 @@ class NASNetTrunk(nn.Module):
     def cell_names(self) -> list[str]:
         return list(self.cells)
 
-    def cell_info(self) -> list[dict[str, Any]]:
-        """Output channels and stride of every cell, in execution order."""
-        return [{k: info[k] for k in ("name", "channels", "stride", "reduction")}
-                for info in self.output_info() if info["index"] > 0]
-
     def feature_levels(self) -> list[dict[str, Any]]:
         """The last output at each stride: channels, reduction (stride), module and output index, for backbones."""
         levels = {}
@@ -415,6 +410,18 @@ class NASNet(NASNetTrunk):
         return {"genotype": self.genotype.to_dict(), **asdict(self.config)}
 
 
+#: NASNetConfig fields that decide which weights exist and their shapes (drop path, dropout, ... may differ).
+NASNET_STRUCTURE_FIELDS = ("genotype", "cells_per_stack", "num_conv_filters", "stem", "stem_multiplier",
+                           "num_classes", "in_chans", "skip_reduction_layer_input", "filter_scaling_rate",
+                           "num_reduction_layers")
+
+
+def nasnet_identity(model: nn.Module) -> dict[str, Any]:
+    """The structure a NASNet's saved weights carry, to refuse them for another architecture by name."""
+    config = model.config_dict()  # type: ignore[operator]
+    return {k: config[k] for k in NASNET_STRUCTURE_FIELDS}
+
+
 def build_nasnet(genotype: Genotype, *, cells_per_stack: int, penultimate_filters: int | None = None,
                  num_conv_filters: int | None = None, stem: str = "imagenet", num_classes: int = 1000,
                  **overrides: Any) -> NASNet:
@@ -434,7 +441,7 @@ def build_nasnet(genotype: Genotype, *, cells_per_stack: int, penultimate_filter
                                                    settings.get("filter_scaling_rate", 2.0))
     unknown = set(settings) - set(NASNetConfig.__dataclass_fields__)
     if unknown:
-        raise TypeError(f"unknown NASNet settings {sorted(unknown)}; valid: {sorted(NASNetConfig.__dataclass_fields__)}")
+        raise TypeError(f"unknown settings {sorted(unknown)}; valid: {sorted(NASNetConfig.__dataclass_fields__)}")
     config = NASNetConfig(cells_per_stack=cells_per_stack, num_conv_filters=int(num_conv_filters),  # type: ignore[arg-type]
                           stem=stem, num_classes=num_classes, **settings)
     return NASNet(genotype, config)

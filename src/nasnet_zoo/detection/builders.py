@@ -3,62 +3,54 @@
 The designs are named by what they are: ``*_fpn`` (an FPN over the stride 4..32 cells) and ``*_c4`` (the paper's
 split at stride 16, as detectron2 names ResNet's C4 design: the RPN reads the stride-16 cells, the rest of the
 network runs per proposal). The ``*_nas`` names of earlier releases still build the C4 design, with a warning.
+Detectors are registered in the package's one registry (:mod:`nasnet_zoo.registry`, kind ``"detector"``).
 
 Everything detection-specific (RPN, RoIHeads, anchors, box coder, RoIAlign, FPN) is torchvision's; this module
 only wires NASNet cells into it.
 """
 from __future__ import annotations
 
-import difflib
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
-from nasnet_zoo.genotypes import NASNET_A, Genotype
-from nasnet_zoo.nasnet import NASNet, build_nasnet
-from nasnet_zoo.utils.checkpoint import fit_state_dict, read_checkpoint
 from nasnet_zoo.factory import create_model
+from nasnet_zoo.genotypes import NASNET_A, Genotype
+from nasnet_zoo.nasnet import NASNet
+from nasnet_zoo.registry import builder, register, register_renamed, registered_names
+from nasnet_zoo.utils.checkpoint import fit_state_dict, read_checkpoint
 
 from .backbones import ConvRPNHead, DeferredRoIAlign, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
 from .freeze import set_trainable_stages
 from .norms import check_norm, convert_norm, fpn_norm_layer
 
-_DETECTORS: dict[str, Callable[..., FasterRCNN]] = {}
 _TF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
+#: Decorator: register a keyword-only detector builder under its function name (in the package's one registry).
+register_detector = register("detector")
 
-def register_detector(fn: Callable[..., FasterRCNN]) -> Callable[..., FasterRCNN]:
-    if fn.__name__ in _DETECTORS:
-        raise ValueError(f"detector {fn.__name__!r} is registered twice")
-    _DETECTORS[fn.__name__] = fn
-    return fn
+# Earlier names of the C4 detectors ("nas" read as "searched"; they are the paper's split design).
+register_renamed("detector", "fasterrcnn_nasnet_nas", "fasterrcnn_nasnet_c4", why="the paper's C4 split design")
+register_renamed("detector", "fasterrcnn_nasnet_a_mobile_nas", "fasterrcnn_nasnet_a_mobile_c4",
+                 why="the paper's C4 split design")
+register_renamed("detector", "fasterrcnn_nasnet_a_large_nas", "fasterrcnn_nasnet_a_large_c4",
+                 why="the paper's C4 split design")
+
+#: What a detector checkpoint records (at its top level) about the detector it holds.
+DETECTOR_IDENTITY_FIELDS = ("model_name", "num_classes", "categories")
 
 
-#: Earlier names of the C4 detectors ("nas" read as "searched"; they are the paper's split design).
-DEPRECATED_NAMES = {
-    "fasterrcnn_nasnet_nas": "fasterrcnn_nasnet_c4",
-    "fasterrcnn_nasnet_a_mobile_nas": "fasterrcnn_nasnet_a_mobile_c4",
-    "fasterrcnn_nasnet_a_large_nas": "fasterrcnn_nasnet_a_large_c4",
-}
+def detector_identity(model_name: str, num_classes: int, categories: list[int]) -> dict[str, Any]:
+    """What a detector checkpoint stores beside its weights, so that it is refused for another detector."""
+    return dict(zip(DETECTOR_IDENTITY_FIELDS, (model_name, num_classes, categories)))
 
 
 def list_detectors() -> list[str]:
-    return sorted(_DETECTORS)
-
-
-def detector_name(name: str) -> str:
-    """The current name of a detector: deprecated names map to theirs, with a FutureWarning."""
-    if name in DEPRECATED_NAMES:
-        new = DEPRECATED_NAMES[name]
-        warnings.warn(f"detector {name!r} is now called {new!r} (the paper's C4 split design); the old name will "
-                      "be removed in a future release", FutureWarning, stacklevel=3)
-        return new
-    return name
+    return registered_names("detector")
 
 
 def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | Mapping[str, Any] | None = None,
@@ -69,14 +61,10 @@ def build_detector(name: str, *, num_classes: int = 91, backbone_weights: str | 
     ``backbone_weights``: a weight tag or file for named backbones, or a NASNet classifier state dict.
     Options: see :func:`fasterrcnn_nasnet_fpn` and :func:`fasterrcnn_nasnet_c4`.
     """
-    name = detector_name(name)
-    if name not in _DETECTORS:
-        close = difflib.get_close_matches(name, _DETECTORS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown detector {name!r}{hint}; available: {', '.join(list_detectors())}")
+    make = builder("detector", name)
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
-    return _DETECTORS[name](num_classes=num_classes, backbone_weights=backbone_weights, **options)
+    return make(num_classes=num_classes, backbone_weights=backbone_weights, **options)  # type: ignore[return-value]
 
 
 # ---- backbone construction ---------------------------------------------------------------------------------
@@ -96,17 +84,17 @@ def _load_classifier_state(model: NASNet, state: Mapping[str, Any] | str | Path)
 
 def _make_nasnet(arch: str | None, genotype: Genotype, backbone_args: Mapping[str, Any],
                  backbone_weights: str | Mapping[str, Any] | None) -> NASNet:
+    """The headless NASNet of a detector: registered ``arch`` (with published weights by tag), or ``genotype``
+    at the sizes of ``backbone_args``; a weight file or state dict is fitted to the trunk, heads left out."""
     args = {"aux_head": False, "num_classes": 0, **backbone_args}
-    if arch is not None:
-        if isinstance(backbone_weights, str) and not Path(backbone_weights).is_file():
-            args["num_classes"] = backbone_args.get("num_classes", 1000)  # the hub loads full classifiers
-            return create_model(arch, pretrained=backbone_weights, **args)  # type: ignore[return-value]
-        model = create_model(arch, **args)
-    else:
-        if "cells_per_stack" not in args or not ({"num_conv_filters", "penultimate_filters"} & set(args)):
-            raise ValueError("a custom genotype needs backbone_args with cells_per_stack and num_conv_filters "
-                             "(or penultimate_filters)")
-        model = build_nasnet(genotype, **args)
+    if arch is not None and isinstance(backbone_weights, str) and not Path(backbone_weights).is_file():
+        args["num_classes"] = backbone_args.get("num_classes", 1000)  # the hub loads full classifiers
+        return create_model(arch, pretrained=backbone_weights, **args)  # type: ignore[return-value]
+    sized = "cells_per_stack" in args and {"num_conv_filters", "penultimate_filters"} & set(args)
+    if arch is None and not sized:
+        raise ValueError("a custom genotype needs backbone_args with cells_per_stack and num_conv_filters "
+                         "(or penultimate_filters)")
+    model = create_model(arch or genotype, **args)
     if backbone_weights is not None:
         _load_classifier_state(model, backbone_weights)  # type: ignore[arg-type]
     return model  # type: ignore[return-value]

@@ -44,8 +44,9 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     checkpoint's contents when the caller has read them already (the file is then not read again).
     """
     from nasnet_zoo.config import load_config
-    from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, detector_identity, read_checkpoint
+    from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, read_checkpoint
 
+    from .builders import detector_identity
     from .config import DetConfig
     from .run import WRITER, build_model
 

@@ -16,9 +16,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..genotypes import NASNET_A
-from ..models.nasnet_a import CONFIGS
-from ..nasnet import NASNet, NASNetConfig
+from ..models.nasnet_a import CONFIGS, build_from_config
+from ..nasnet import NASNetConfig
 from ..utils.checkpoint import fit_state_dict
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def adapt_classifier(state: Mapping[str, torch.Tensor], model: nn.Module) -> tup
 def _trunk_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a registered config's trunk (no heads), built on the meta device: no memory, no init."""
     with torch.device("meta"):
-        model = NASNet(NASNET_A, NASNetConfig(**{**CONFIGS[name]["arch"], "aux_head": False, "num_classes": 0}))
+        model = build_from_config(name, aux_head=False, num_classes=0)
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
@@ -115,7 +114,7 @@ def identify(state: Mapping[str, torch.Tensor], model_name: str) -> str:
     same_layout = [name for name in CONFIGS if _config_layout(name) == layout]
     if same_layout:
         return (f"its layout ({what}) is {same_layout[0]}'s but its cells are not NASNet-A's: weights of a searched "
-                "genotype? Build the network from the genotype it was trained with (nasnet_zoo.NASNet(genotype, "
-                "config), or nasnet_zoo.training.export.load_trained(run_dir) for a tools/train_cls.py run)")
+                "genotype? Build the network from the genotype it was trained with (nasnet_zoo.create_model("
+                "genotype, cells_per_stack=N, num_conv_filters=F), or nasnet_zoo.training.export.load_trained(run_dir) for a tools/train_cls.py run)")
     return (f"its layout ({what}) matches no registered NASNet-A configuration, so it cannot tell which network "
             "it is (a searched genotype or a custom config?)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..genotypes import NASNET_A, Genotype
-from ..nasnet import NASNet, NASNetConfig
+from ..nasnet import NASNet, build_nasnet
 from ..registry import register_model
 
 # Inputs are RGB in [-1, 1]: mean = std = 0.5 on [0, 1] images (TF-slim inception preprocessing).
@@ -40,15 +40,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def build_from_config(name: str, genotype: Genotype = NASNET_A, **overrides: Any) -> NASNet:
+    """The network of config ``name``, its fields overridden by ``overrides`` (``penultimate_filters``, the paper's
+    F, replaces the config's ``num_conv_filters``), carrying its data config as ``pretrained_cfg``."""
     entry = CONFIGS[name]
-    unknown = set(overrides) - set(NASNetConfig.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"{name}: unknown settings {sorted(unknown)}; valid: {sorted(NASNetConfig.__dataclass_fields__)}")
-    config = NASNetConfig(**{**entry["arch"], **overrides})
-    model = NASNet(genotype, config)
-    model.pretrained_cfg = {"architecture": name, **entry["data"], "num_classes": config.num_classes}
-    if config.image_size != entry["arch"]["image_size"]:
-        model.pretrained_cfg["input_size"] = (config.in_chans, config.image_size, config.image_size)
+    arch = dict(entry["arch"])
+    if "penultimate_filters" in overrides:
+        del arch["num_conv_filters"]
+    model = build_nasnet(genotype, **{**arch, **overrides})
+    model.pretrained_cfg = {"architecture": name, **entry["data"], "num_classes": model.config.num_classes}
+    if model.config.image_size != entry["arch"]["image_size"]:
+        model.pretrained_cfg["input_size"] = (model.config.in_chans, model.config.image_size, model.config.image_size)
     return model
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..data.cifar import CIFAR10_CLASSES, check_cifar_dir, load_cifar10, train_val_split
 from ..data.folder import list_classes, load_folder_images
 from ..genotypes import Genotype
-from ..nasnet import build_nasnet
+from ..factory import create_model
 from .rewards import ChildResult
 
 SEARCH_DATASETS = ("cifar10", "folder")
@@ -111,7 +111,8 @@ class ProxyData:
 
 
 def build_child(genotype: Genotype, config: ChildConfig, num_classes: int = 10) -> torch.nn.Module:
-    return build_nasnet(genotype, cells_per_stack=config.cells, num_conv_filters=config.filters, stem="cifar",
+    """The proxy task's network for ``genotype``: CIFAR stem, no auxiliary head, at the child's sizes."""
+    return create_model(genotype, cells_per_stack=config.cells, num_conv_filters=config.filters, stem="cifar",
                         num_classes=num_classes, image_size=config.image_size, aux_head=False)
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nasnet_zoo.configs import CONFIG_ROOT
-
-RECIPE_DIR = CONFIG_ROOT / "cls"
+from nasnet_zoo.configs import config_path
 
 
 @dataclass
@@ -77,15 +75,14 @@ class TrainConfig:
 
 
 def recipe_path(name_or_path: str) -> Path:
-    """A recipe by name (``cifar`` -> ``configs/cls/cifar.yaml``) or a YAML file path."""
+    """A recipe by name (``cifar`` -> the shipped ``cls/cifar.yaml``) or a YAML file path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         return path
-    candidate = RECIPE_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"unknown recipe {name_or_path!r}; choose one of {known} or give a YAML path")
-    return candidate
+    try:
+        return config_path("cls", name_or_path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"unknown recipe {name_or_path!r} ({err}); or give a YAML path") from None
 
 
 # Short names of the common settings: the CLI flags and ``retrain_top``'s budget keywords.

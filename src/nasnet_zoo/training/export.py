@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 from ..convert.files import read_weights_file
 from ..genotypes import Genotype
 from ..hub.manifest import FORMAT_VERSION, manifest_entry
-from ..nasnet import NASNet, NASNetConfig
 from ..factory import create_model
-from ..utils.checkpoint import check_identity, fit_state_dict, load_checkpoint, nasnet_identity
+from ..nasnet import NASNet, NASNetConfig, nasnet_identity
+from ..utils.checkpoint import check_identity, fit_state_dict, load_checkpoint
 from ..utils.io import atomic_path, atomic_write_json, sha256_file
 
 WEIGHTS_NAME = "model_final.safetensors"
@@ -65,10 +65,7 @@ def load_trained(output_dir: str | Path, *, device: str | torch.device = "cpu") 
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     build, entry = manifest["build"], manifest["weights"][0]
     config = NASNetConfig(**build["config"])
-    if build["model"]:
-        model = create_model(build["model"], **asdict(config))
-    else:
-        model = NASNet(Genotype.from_dict(build["genotype"]), config)
+    model = create_model(build["model"] or Genotype.from_dict(build["genotype"]), **asdict(config))
     model.pretrained_cfg = {"architecture": build["model"], **entry["input"], "dataset": entry["dataset"],
                             "metrics": entry["metrics"], "num_classes": config.num_classes}
     load_weights(model, output_dir / WEIGHTS_NAME)

@@ -24,12 +24,6 @@ from .io import atomic_torch_save
 CHECKPOINT_NAME = "checkpoint.pt"
 #: What ``tools/train_det.py`` called its rolling checkpoint before; resume still finds it.
 LEGACY_CHECKPOINT_NAMES = ("checkpoint.pth",)
-#: NASNetConfig fields that decide which weights exist and their shapes (drop path, dropout, ... may differ).
-NASNET_STRUCTURE_FIELDS = ("genotype", "cells_per_stack", "num_conv_filters", "stem", "stem_multiplier",
-                           "num_classes", "in_chans", "skip_reduction_layer_input", "filter_scaling_rate",
-                           "num_reduction_layers")
-#: What a detector checkpoint records (at its top level) about the detector it holds.
-DETECTOR_IDENTITY_FIELDS = ("model_name", "num_classes", "categories")
 #: The only globals a legacy detector checkpoint (pickled NumPy RNG state) needs beyond torch's defaults.
 _NUMPY_ARRAY_GLOBALS = ("numpy.ndarray", "numpy.dtype", "numpy._core.multiarray._reconstruct",
                         "numpy.core.multiarray._reconstruct")
@@ -147,22 +141,13 @@ def _first_line(err: BaseException) -> str:
 
 
 # ---- identity and fitting -----------------------------------------------------------------------------------
-def nasnet_identity(model: nn.Module) -> dict[str, Any]:
-    """The structure a NASNet's saved weights carry, to refuse them for another architecture by name."""
-    config = model.config_dict()  # type: ignore[operator]
-    return {k: config[k] for k in NASNET_STRUCTURE_FIELDS}
-
-
-def detector_identity(model_name: str, num_classes: int, categories: list[int]) -> dict[str, Any]:
-    """What a detector checkpoint stores beside its weights, so that it is refused for another detector."""
-    return {"model_name": model_name, "num_classes": num_classes, "categories": categories}
-
-
-def saved_identity(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """The identity a checkpoint was saved with: a NASNet's "architecture", or a detector's top-level fields."""
+def saved_identity(checkpoint: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity a checkpoint was saved with: a classifier's "architecture" entry, else the top-level entries
+    named by the ``expected`` identity (a detector's). Each identity's schema belongs to its model's owner:
+    ``nasnet.nasnet_identity``, ``detection.builders.detector_identity``."""
     if isinstance(checkpoint.get("architecture"), dict):
         return dict(checkpoint["architecture"])
-    return {k: checkpoint[k] for k in DETECTOR_IDENTITY_FIELDS if k in checkpoint}
+    return {k: checkpoint[k] for k in expected if k in checkpoint}
 
 
 def check_identity(expected: Mapping[str, Any], found: Mapping[str, Any] | None, source: str) -> None:
@@ -219,7 +204,7 @@ def apply_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module, identity: 
     """:func:`load_checkpoint` for a checkpoint already read (``source`` names it), so it is read only once."""
     if not isinstance(checkpoint.get("model"), Mapping):
         raise CheckpointError(f"{source} is not a {written_by} checkpoint (no 'model' entry)")
-    check_identity(identity, saved_identity(checkpoint), source)
+    check_identity(identity, saved_identity(checkpoint, identity), source)
     model.load_state_dict(fit_state_dict(model, checkpoint["model"], source=source, optional=optional),
                           strict=False)
 
@@ -227,3 +212,19 @@ def apply_checkpoint(checkpoint: Mapping[str, Any], model: nn.Module, identity: 
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) < 60 else text[:57] + "..."
+
+
+#: Identity schemas that lived here before they moved to their models' owners: old imports keep working.
+_MOVED = {"nasnet_identity": "nasnet_zoo.nasnet", "NASNET_STRUCTURE_FIELDS": "nasnet_zoo.nasnet",
+          "detector_identity": "nasnet_zoo.detection.builders",
+          "DETECTOR_IDENTITY_FIELDS": "nasnet_zoo.detection.builders"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+    warnings.warn(f"nasnet_zoo.utils.checkpoint.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)

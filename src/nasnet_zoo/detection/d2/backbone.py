@@ -16,7 +16,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
-from nasnet_zoo import Genotype, NASNetFeatures, build_nasnet, create_model
+from nasnet_zoo import Genotype, NASNetFeatures, create_model
 from nasnet_zoo.nasnet import NASNetTrunk
 
 from ..backbones import NASNetBoxHead, NASNetRPNBackbone, build_part
@@ -42,14 +42,10 @@ def build_configured_nasnet(cfg: CfgNode, part: Callable[[NASNetTrunk], NASNetTr
                          f"{', '.join(STAGES)}: strides <= 4, 8, 16, 32), got {freeze_at}")
     # Headless, and drop path off: detectron2's training loop never schedules it.
     settings = dict(num_classes=0, aux_head=False, drop_path_keep_prob=1.0, **nasnet_overrides(cfg))
-    if nas.GENOTYPE_FILE:
-        if not (nas.CELLS_PER_STACK and nas.NUM_CONV_FILTERS):
-            raise ValueError("MODEL.NASNET.GENOTYPE_FILE needs MODEL.NASNET.CELLS_PER_STACK and NUM_CONV_FILTERS")
-        genotype = Genotype.load(nas.GENOTYPE_FILE)
-        make_model: Callable[[], NASNetTrunk] = lambda: build_nasnet(genotype, **settings)  # noqa: E731
-    else:
-        make_model = lambda: create_model(nas.ARCH, **settings)  # type: ignore[return-value]  # noqa: E731
-    model = build_part(make_model, part or (lambda whole: whole))
+    if nas.GENOTYPE_FILE and not (nas.CELLS_PER_STACK and nas.NUM_CONV_FILTERS):
+        raise ValueError("MODEL.NASNET.GENOTYPE_FILE needs MODEL.NASNET.CELLS_PER_STACK and NUM_CONV_FILTERS")
+    arch = Genotype.load(nas.GENOTYPE_FILE) if nas.GENOTYPE_FILE else nas.ARCH
+    model = build_part(lambda: create_model(arch, **settings), part or (lambda whole: whole))  # type: ignore[arg-type]
     set_trainable_stages(model, NUM_STAGES - freeze_at)
     if norm == "FrozenBN":
         return freeze_batchnorm(model)  # type: ignore[return-value]
