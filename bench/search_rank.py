@@ -42,7 +42,7 @@ from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.search.child import ProxyData, train_child
 from nasnet_zoo.search.journal import genotype_key
 from nasnet_zoo.search.settings import CONFIG_NAME, SearchConfig
-from nasnet_zoo.search.space import SearchSpace
+from nasnet_zoo.search.spaces import NASNetSpace
 from nasnet_zoo.utils.io import append_jsonl, atomic_write_json, read_jsonl
 
 #: Sizes: the child (the same network for both rewards), the stand-alone budget and the supernet's steps.
@@ -62,7 +62,7 @@ STANDALONE_NAME, SHARED_NAME = "standalone.jsonl", "shared.json"
 
 def cells_to_rank(n: int, seed: int) -> list[Genotype]:
     """NASNet-A's blocks (search-space concat) and ``n`` uniformly random cells from ``seed``."""
-    space = SearchSpace()
+    space = NASNetSpace()
     rng = np.random.default_rng([seed, 0x5A4C])
     nasnet = space.to_genotype(space.to_decisions(NASNET_A), name="NASNet-A blocks")
     return [nasnet, *(space.to_genotype(space.random_decisions(rng), name=f"uniform-{i}") for i in range(n))]
@@ -113,7 +113,7 @@ def shared_accuracies(cells: list[Genotype], data: ProxyData, cfg: SearchConfig,
             raise SystemExit(f"error: {supernet_from} holds no shared-search checkpoint (shared_state.pt)")
         evaluator.load_state_dict(state["evaluator"])
     else:
-        space, rng = SearchSpace(), np.random.default_rng([seed, 0x5EA4])
+        space, rng = NASNetSpace(), np.random.default_rng([seed, 0x5EA4])
         evaluator.train(steps, lambda: space.to_genotype(space.random_decisions(rng)))
     trained = time.perf_counter() - tic
     accuracy = [evaluator.score(g) for g in cells]

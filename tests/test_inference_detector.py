@@ -15,14 +15,14 @@ from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.inference.fused_cell import FusedCell
 from nasnet_zoo.nasnet import NASNetTrunk
 from nasnet_zoo.onnx.parity import synthetic_image
-from nasnet_zoo.search.space import SearchSpace
+from nasnet_zoo.search.spaces import NASNetSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BACKBONE = {"cells_per_stack": 1, "num_conv_filters": 8}
 
 
 def sampled_genotype(seed: int) -> Genotype:
-    return SearchSpace().to_genotype(SearchSpace().random_decisions(np.random.default_rng(seed)), name=f"sample{seed}")
+    return NASNetSpace().to_genotype(NASNetSpace().random_decisions(np.random.default_rng(seed)), name=f"sample{seed}")
 
 
 def detector(design: str, genotype: Genotype, **options) -> torch.nn.Module:

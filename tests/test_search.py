@@ -11,7 +11,7 @@ import torch
 
 from nasnet_zoo import Genotype, build_nasnet, create_model
 from nasnet_zoo.search import (Controller, OracleReward, PPOConfig, PPOStrategy, PPOTrainer, RandomStrategy,
-                               SearchConfig, SearchConfigError, SearchRun, SearchSpace)
+                               SearchConfig, SearchConfigError, SearchRun, NASNetSpace)
 from nasnet_zoo.search.journal import Journal, genotype_key
 from nasnet_zoo.search.report import write_report
 from nasnet_zoo.search.state import STATE_NAME, load_search_state
@@ -34,7 +34,7 @@ def oracle_config(tmp_path: Path, **kw) -> SearchConfig:
 # ---- space ----------------------------------------------------------------------------------------------------
 
 def test_space_has_the_papers_50_decisions_and_round_trips():
-    space = SearchSpace()
+    space = NASNetSpace()
     assert space.num_decisions == 50
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -46,7 +46,7 @@ def test_space_has_the_papers_50_decisions_and_round_trips():
 
 
 def test_space_rejects_inputs_that_do_not_exist_yet():
-    space = SearchSpace()
+    space = NASNetSpace()
     decisions = space.random_decisions(np.random.default_rng(0))
     decisions[0] = 2  # block 0 can only read h_i or h_{i-1}
     with pytest.raises(ValueError, match="decision 0 \\(input\\) is 2; valid choices are 0..1"):
@@ -58,14 +58,14 @@ def test_space_rejects_inputs_that_do_not_exist_yet():
 # ---- controller -----------------------------------------------------------------------------------------------
 
 def test_controller_is_the_papers_lstm():
-    controller = Controller(SearchSpace(), seed=0)
+    controller = Controller(NASNetSpace(), seed=0)
     assert controller.lstm.hidden_size == 100
     values = torch.cat([p.detach().flatten() for p in controller.parameters()])
     assert values.abs().max() <= 0.1 and values.min() < -0.09 and values.max() > 0.09
 
 
 def test_controller_masks_inputs_and_is_reproducible():
-    space = SearchSpace()
+    space = NASNetSpace()
     a = Controller(space, seed=3).sample(200, torch.Generator().manual_seed(5))
     b = Controller(space, seed=3).sample(200, torch.Generator().manual_seed(5))
     c = Controller(space, seed=3).sample(200, torch.Generator().manual_seed(6))
@@ -78,7 +78,7 @@ def test_controller_masks_inputs_and_is_reproducible():
 
 
 def test_controller_log_prob_and_entropy():
-    space = SearchSpace()
+    space = NASNetSpace()
     controller = Controller(space, seed=0)
     sample = controller.sample(8, torch.Generator().manual_seed(0))
     again = controller.evaluate(sample.decisions)
@@ -100,7 +100,7 @@ def test_ppo_defaults_are_the_papers():
 
 
 def test_ppo_baseline_is_an_exponential_moving_average():
-    trainer = PPOTrainer(Controller(SearchSpace()))
+    trainer = PPOTrainer(Controller(NASNetSpace()))
     assert trainer.advantages([1.0]) == [0.0]
     assert trainer.advantages([0.0]) == pytest.approx([-1.0])
     assert trainer.baseline == pytest.approx(0.95)
@@ -109,7 +109,7 @@ def test_ppo_baseline_is_an_exponential_moving_average():
 
 
 def test_ppo_clipping_stops_the_update_when_the_ratio_left_the_trust_region():
-    controller = Controller(SearchSpace(), seed=0)
+    controller = Controller(NASNetSpace(), seed=0)
     trainer = PPOTrainer(controller, PPOConfig(entropy_weight=0.0))
     sample = controller.sample(4, torch.Generator().manual_seed(0))
     trainer.baseline = 0.0
@@ -125,7 +125,7 @@ def test_ppo_clipping_stops_the_update_when_the_ratio_left_the_trust_region():
 
 
 def test_ppo_updates_once_per_minibatch_and_restores_its_state():
-    space = SearchSpace()
+    space = NASNetSpace()
     strategy = PPOStrategy(space, PPOConfig(minibatch=5), seed=1)
     for i, p in enumerate(strategy.propose(12)):
         stats = strategy.observe(p.decisions, p.log_prob, 0.1 * (i % 3))
@@ -149,7 +149,7 @@ def run_oracle(strategy, reward: OracleReward, children: int) -> np.ndarray:
 
 def test_ppo_learns_the_oracle_and_beats_random_search():
     """The RL machinery check of the issue (bench/search.py runs 3 seeds; REFERENCE: 0.57-0.63 vs 0.24)."""
-    space = SearchSpace()
+    space = NASNetSpace()
     oracle = OracleReward(space, seed=0)
     ppo = run_oracle(PPOStrategy(space, seed=0), oracle, 2000)
     rnd = run_oracle(RandomStrategy(space, seed=0), oracle, 2000)
@@ -161,7 +161,7 @@ def test_ppo_learns_the_oracle_and_beats_random_search():
 # ---- journal --------------------------------------------------------------------------------------------------
 
 def test_journal_repairs_a_torn_tail_and_checks_indices(tmp_path):
-    space = SearchSpace()
+    space = NASNetSpace()
     genotype = space.to_genotype(space.random_decisions(np.random.default_rng(0)))
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append({"genotype": genotype.to_dict(), "reward": 0.5}, genotype_key(genotype))
@@ -227,8 +227,9 @@ class _Cycle:
     """A strategy that keeps proposing the same three genotypes, to exercise de-duplication."""
 
     name = "ppo"
+    batch = 20
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: NASNetSpace) -> None:
         rng = np.random.default_rng(0)
         self.pool = [tuple(space.random_decisions(rng)) for _ in range(3)]
         self.space, self.count, self.seen = space, 0, []
@@ -252,7 +253,7 @@ def test_a_genotype_already_evaluated_is_not_trained_again(tmp_path, monkeypatch
     import nasnet_zoo.search.runner as runner
 
     calls = []
-    oracle = OracleReward(SearchSpace(), 0)
+    oracle = OracleReward(NASNetSpace(), 0)
 
     def counting(genotype, seed=0, device="cpu"):
         calls.append(genotype_key(genotype))
@@ -260,7 +261,7 @@ def test_a_genotype_already_evaluated_is_not_trained_again(tmp_path, monkeypatch
 
     monkeypatch.setattr(runner, "build_evaluator", lambda cfg: counting)
     run = SearchRun(oracle_config(tmp_path, children=10), progress=False)
-    run.strategy = _Cycle(SearchSpace())
+    run.strategy = _Cycle(NASNetSpace())
     run.run()
     records = read_jsonl(Path(run.cfg.output_dir) / "journal.jsonl")
     assert len(calls) == 3 and len(set(calls)) == 3
@@ -289,7 +290,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--strategy", "evolution"], "unknown strategy 'evolution'; expected one of ppo, random"),
+    (["--strategy", "bayesian"], "unknown strategy 'bayesian'; expected one of ppo, random, evolution"),
     (["--backend", "slurm"], "unknown backend 'slurm'; expected one of inline, local, ray"),
     (["--reward", "oracle", "ppo.clipp", "0.1"], "unknown config key 'ppo.clipp'; did you mean ppo.clip"),
     (["--reward", "proxy"], "give --data-dir"),

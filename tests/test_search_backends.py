@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nasnet_zoo import NASNET_A
-from nasnet_zoo.search import OracleReward, SearchConfig, SearchRun, SearchSpace
+from nasnet_zoo.search import NASNetSpace, OracleReward, SearchConfig, SearchRun
 from nasnet_zoo.search.backends import LocalBackend, RayBackend, Task
 from nasnet_zoo.search.child import ChildConfig, ProxyData, train_child
 from nasnet_zoo.search.rewards import ChildResult
@@ -178,8 +178,8 @@ def test_sigkill_then_resume_loses_no_child_and_counts_none_twice(tmp_path):
     # every finished child went into exactly one PPO minibatch: updates and leftovers add up to the count
     assert state["observed"] == children and state["resumes"] == 2
     assert state["strategy"]["updates"] * 20 + len(state["strategy"]["buffer"]) == children
-    oracle = OracleReward(SearchSpace(), seed=4)
-    assert all(r["reward"] == oracle(SearchSpace().to_genotype(r["decisions"])).reward for r in records)
+    oracle = OracleReward(NASNetSpace(), seed=4)
+    assert all(r["reward"] == oracle(NASNetSpace().to_genotype(r["decisions"])).reward for r in records)
 
 
 class StallsMidChild:
@@ -187,7 +187,7 @@ class StallsMidChild:
     ``running-*`` and waits for a file ``go``: the workers are mid-child at a moment the test can see."""
 
     def __init__(self, folder: str, after: int, seed: int) -> None:
-        self.folder, self.after, self.oracle = folder, after, OracleReward(SearchSpace(), seed)
+        self.folder, self.after, self.oracle = folder, after, OracleReward(NASNetSpace(), seed)
 
     def __call__(self, genotype, seed=0, device="cpu") -> ChildResult:
         folder = Path(self.folder)
@@ -256,5 +256,5 @@ def test_sigkill_while_local_workers_are_mid_child_loses_and_doubles_nothing(tmp
     state = load_search_state(out / STATE_NAME)
     assert state["observed"] == 12 and state["resumes"] == 1
     assert state["strategy"]["updates"] * 4 + len(state["strategy"]["buffer"]) == 12
-    oracle = OracleReward(SearchSpace(), seed=4)
-    assert all(r["reward"] == oracle(SearchSpace().to_genotype(r["decisions"])).reward for r in records)
+    oracle = OracleReward(NASNetSpace(), seed=4)
+    assert all(r["reward"] == oracle(NASNetSpace().to_genotype(r["decisions"])).reward for r in records)

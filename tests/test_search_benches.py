@@ -38,10 +38,10 @@ def test_kendall_tau_and_its_bootstrap_interval():
 
 def test_cells_to_rank_are_in_the_space_and_start_with_nasnet_a_blocks():
     from nasnet_zoo.genotypes import NASNET_A
-    from nasnet_zoo.search.space import SearchSpace
+    from nasnet_zoo.search.spaces import NASNetSpace
 
     cells = _bench("search_rank").cells_to_rank(20, seed=0)
-    space = SearchSpace()
+    space = NASNetSpace()
     assert len(cells) == 21 and len({str(c.to_dict()["normal"]) for c in cells}) == 21
     assert cells[0].normal.blocks == NASNET_A.normal.blocks and cells[0].reduction.blocks == NASNET_A.reduction.blocks
     for cell in cells:  # every cell is a path of the supernet: the space round-trips it, concat included
@@ -79,11 +79,11 @@ def test_h2h_tables():
 
 
 def test_h2h_scores_a_genotype_scored_again_at_its_mean(tmp_path):
-    from nasnet_zoo.search.space import SearchSpace
+    from nasnet_zoo.search.spaces import NASNetSpace
     from nasnet_zoo.utils.io import append_jsonl
 
     h2h = _bench("search_h2h")
-    space = SearchSpace()
+    space = NASNetSpace()
     a, b, c = (space.to_genotype(space.random_decisions(np.random.default_rng(s))).to_dict() for s in (1, 2, 3))
     for genotype, reward, status in ((a, 0.9, "ok"), (b, 0.6, "ok"), (a, 0.1, "ok"), (c, 0.95, "nan")):
         append_jsonl(tmp_path / "journal.jsonl", {"genotype": genotype, "reward": reward, "status": status})

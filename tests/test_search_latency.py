@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nasnet_zoo import NASNET_A
-from nasnet_zoo.search import SearchConfig, SearchRun, SearchSpace
+from nasnet_zoo.search import NASNetSpace, SearchConfig, SearchRun
 from nasnet_zoo.search import latency as latency_mod
 from nasnet_zoo.search.child import ChildConfig
 from nasnet_zoo.search.latency import (LatencyConfig, LatencyObjective, measure_latency_ms,
@@ -67,7 +67,7 @@ def test_a_network_with_far_more_work_measures_slower():
 def test_objective_measures_each_genotype_once_and_takes_journaled_latencies(monkeypatch):
     calls = []
     monkeypatch.setattr(latency_mod, "measure_latency_ms", lambda g, cfg: calls.append(g) or 10.0)
-    space = SearchSpace()
+    space = NASNetSpace()
     a, b = (space.to_genotype(space.random_decisions(np.random.default_rng(s))) for s in (1, 2))
     objective = LatencyObjective(LatencyConfig(target_ms=5.0), [{"genotype": a.to_dict(), "latency_ms": 2.5}])
     assert objective.score(a, 0.5) == {"accuracy": 0.5, "latency_ms": 2.5, "reward": pytest.approx(0.5 * 0.5 ** -0.07)}

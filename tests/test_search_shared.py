@@ -15,7 +15,7 @@ import torch
 
 from nasnet_zoo import NASNET_A, build_nasnet
 from nasnet_zoo.layers.ops import FactorizedReduce
-from nasnet_zoo.search.space import SearchSpace
+from nasnet_zoo.search.spaces import NASNetSpace
 from nasnet_zoo.search.supernet import Supernet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _genotypes(n: int, seed: int = 0) -> list:
-    space, rng = SearchSpace(), np.random.default_rng(seed)
+    space, rng = NASNetSpace(), np.random.default_rng(seed)
     return [space.to_genotype(space.random_decisions(rng)) for _ in range(n)] + [NASNET_A]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from nasnet_zoo import NASNET_A
-from nasnet_zoo.search import SearchSpace
+from nasnet_zoo.search import NASNetSpace
 from nasnet_zoo.visualize import _OP_LABELS, draw_cell, draw_genotype
 
 
@@ -26,7 +26,7 @@ def test_draw_cell_shows_every_op_input_and_the_output(tmp_path):
 
 
 def test_draw_genotype_writes_a_png_of_both_cells(tmp_path):
-    space = SearchSpace()
+    space = NASNetSpace()
     genotype = space.to_genotype(space.random_decisions(np.random.default_rng(0)), name="sampled")
     fig = draw_genotype(genotype, tmp_path / "cells.png")
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("sampled: Normal cell")

@@ -6,6 +6,8 @@
   python tools/search.py --output-dir runs/search1 --repair-journal    # when --resume names a damaged line
   python tools/search.py --strategy random ...                          # the baseline, same machinery
   python tools/search.py --reward oracle --children 2000 --seed 0 ...  # no training: checks the RL machinery
+  python tools/search.py --space nasbench201 --reward table --strategy evolution --children 200 --output-dir runs/t
+      # NAS-Bench-201: every child's real trained accuracy read from the shipped table (--table for another CSV)
   python tools/search.py --reward shared --data-dir PATH/cifar-10-batches-py --output-dir runs/ws1   # ENAS-style
   torchrun --nproc_per_node=8 tools/search.py --reward shared ...       # shared weights trained data-parallel
   python tools/search.py --config-file configs/search/laptop.yaml --data-dir ... child.lr 0.1 ppo.clip 0.1
@@ -28,6 +30,7 @@ from nasnet_zoo.search.journal import JOURNAL_NAME, REJECTED_NAME, JournalError,
 from nasnet_zoo.search.report import write_report
 from nasnet_zoo.search.runner import make_search
 from nasnet_zoo.search.settings import CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError
+from nasnet_zoo.search.spaces import SPACES
 from nasnet_zoo.utils.run_lock import RunFolderBusy, is_main_process, lock_run_folder
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
@@ -37,10 +40,12 @@ FLAG_KEYS = {
     "top_k": "top_k", "child_epochs": "child.epochs", "child_train_size": "child.train_size",
     "child_val_size": "child.val_size", "child_filters": "child.filters", "child_cells": "child.cells",
     "child_image_size": "child.image_size", "child_time_limit": "child.time_limit_s",
-    "dataset": "dataset", "latency_target_ms": "latency.target_ms",
+    "dataset": "dataset", "latency_target_ms": "latency.target_ms", "space": "space", "table": "table.path",
+    "reward_column": "table.reward_column", "test_column": "table.test_column",
+    "population": "evolution.population", "sample_size": "evolution.sample_size",
 }
 #: Settings a resumed search may not change: they define what the journal and the checkpoint mean.
-FIXED_ON_RESUME = ("strategy", "reward", "seed", "controller", "dataset", "latency")
+FIXED_ON_RESUME = ("strategy", "reward", "seed", "controller", "dataset", "latency", "space", "table", "evolution")
 #: --retrain-* flag -> retrain_top budget keyword.
 RETRAIN_BUDGET = {"retrain_epochs": "epochs", "retrain_max_steps": "max_steps", "retrain_batch_size": "batch_size",
                   "retrain_filters": "filters", "retrain_cells": "cells_per_stack", "retrain_device": "device"}
@@ -51,7 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", help="YAML settings (configs/search/*.yaml)")
     p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
-    p.add_argument("--reward", help=f"one of {', '.join(REWARDS)}")
+    p.add_argument("--reward", help=f"one of {', '.join(REWARDS)} (table: a benchmark's measured accuracies)")
+    p.add_argument("--space", help=f"search space, one of {', '.join(SPACES)} (default nasnet)")
+    p.add_argument("--table", help="--reward table: a CSV with index, arch and numeric columns covering the space "
+                   "(default: the shipped NAS-Bench-201 CIFAR-10 table)")
+    p.add_argument("--reward-column", help="--reward table: the column searched on (default cifar10_valid_200ep)")
+    p.add_argument("--test-column", help="--reward table: the column reported for what was found "
+                   "(default cifar10_test_200ep)")
+    p.add_argument("--population", type=int, help="--strategy evolution: population size P (default 10)")
+    p.add_argument("--sample-size", type=int, help="--strategy evolution: tournament size S (default 3)")
     p.add_argument("--data-dir", help="CIFAR-10 python version (cifar-10-batches-py), or an image folder with "
                    "--dataset folder, for the proxy and shared rewards")
     p.add_argument("--dataset", help="cifar10 (default) or folder (ImageFolder layout: train/<class>/*.jpg and "

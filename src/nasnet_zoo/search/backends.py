@@ -20,8 +20,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from ..genotypes import Genotype
 from .rewards import ChildResult
+from .spaces import genotype_from_dict
 
 #: ``evaluator(genotype, seed=, device=) -> ChildResult``; must be picklable for process and Ray backends.
 Evaluator = Callable[..., ChildResult]
@@ -59,7 +59,7 @@ def evaluate_task(evaluator: Evaluator, task: Task, device: str) -> ChildResult:
     """Run one child; a Python error inside it becomes reward 0 with the traceback's last line as the reason."""
     start = time.perf_counter()
     try:
-        return evaluator(Genotype.from_dict(task.genotype), seed=task.seed, device=device)
+        return evaluator(genotype_from_dict(task.genotype), seed=task.seed, device=device)
     except Exception as err:  # noqa: BLE001 - one broken child must not stop the search
         last = traceback.format_exception_only(type(err), err)[-1].strip()
         return ChildResult(0.0, "error", last, time.perf_counter() - start)

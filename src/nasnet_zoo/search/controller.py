@@ -1,6 +1,7 @@
-"""The paper's controller: a one-layer LSTM (100 units) that emits a child's 2 x 5B decisions one by one.
+"""The paper's controller: a one-layer LSTM (100 units) that emits a child's decisions one by one.
 
-Every decision has its own softmax classifier over its kind's vocabulary (inputs, ops or combiners), as in
+It walks any search space (2 x 5B decisions in NASNet's, 6 in NAS-Bench-201's). Every decision has its own
+softmax classifier over its kind's vocabulary (inputs, ops or combiners in NASNet's space), as in
 Zoph & Le (2017); the embedding of the choice just made is the next LSTM input. Input softmaxes are masked to
 the states that exist at that block. (Measured on the oracle reward: one classifier shared by all decisions of
 a kind learns about 4x slower than one classifier per decision.)
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .space import SearchSpace
+from .spaces import NASNetSpace, SearchSpace
 
 _MASKED = -1e9  # finite, so that masked choices get probability 0 and entropy terms 0 * logit stay 0
 
@@ -27,15 +28,14 @@ class ControllerOutput:
 
 
 class Controller(nn.Module):
-    def __init__(self, space: SearchSpace = SearchSpace(), hidden_size: int = 100, init_range: float = 0.1,
+    def __init__(self, space: SearchSpace = NASNetSpace(), hidden_size: int = 100, init_range: float = 0.1,
                  seed: int = 0) -> None:
         super().__init__()
         self.space = space
         self.hidden_size = hidden_size
-        kinds = ("input", "op", "combiner")
         self.lstm = nn.LSTMCell(hidden_size, hidden_size)
         self.start = nn.Parameter(torch.empty(1, hidden_size))
-        self.embed = nn.ModuleDict({k: nn.Embedding(space.vocabulary_size(k), hidden_size) for k in kinds})
+        self.embed = nn.ModuleDict({k: nn.Embedding(space.vocabulary_size(k), hidden_size) for k in space.kinds})
         self._steps = space.steps()
         self.head = nn.ModuleList(nn.Linear(hidden_size, space.vocabulary_size(kind)) for kind, _ in self._steps)
         generator = torch.Generator().manual_seed(seed)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..genotypes import Genotype
 from ..utils.io import JsonlLineError, append_jsonl, atomic_write_text, read_jsonl
 from .rewards import ChildResult
+from .spaces import SearchGenotype, genotype_from_dict
 from .state import STATE_NAME, SearchStateError, load_search_state
 from .strategy import Proposal
 
@@ -43,10 +43,15 @@ def child_record(proposal: Proposal, result: ChildResult, *, strategy: str, work
             "attempts": attempts, "info": result.info, "time": time.time(), "session": session}
 
 
-def genotype_key(genotype: Genotype) -> str:
-    """Canonical text of a genotype's structure (its name excluded): equal keys mean the same architecture."""
-    return json.dumps({"normal": genotype.normal.to_dict(), "reduction": genotype.reduction.to_dict()},
-                      sort_keys=True, separators=(",", ":"))
+def genotype_key(genotype: SearchGenotype | dict[str, Any]) -> str:
+    """Canonical text of a genotype's structure (its name excluded): equal keys mean the same architecture.
+
+    Takes a genotype of any space or its journaled dict (decoded first, so that a key is always canonical).
+    """
+    if isinstance(genotype, dict):
+        genotype = genotype_from_dict(genotype)
+    return json.dumps({k: v for k, v in genotype.to_dict().items() if k != "name"}, sort_keys=True,
+                      separators=(",", ":"))
 
 
 def _drop_torn_tail(path: Path) -> None:
@@ -78,7 +83,7 @@ class Journal:
                                    f"edited or two searches wrote to the same folder); {fix}")
         self._by_key = {}
         for record in self.records:
-            self._by_key.setdefault(genotype_key(Genotype.from_dict(record["genotype"])), record)
+            self._by_key.setdefault(genotype_key(record["genotype"]), record)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -115,7 +120,7 @@ def _problem(line: str) -> str | None:
     if missing:
         return f"lacks {', '.join(missing)}"
     try:
-        Genotype.from_dict(record["genotype"])
+        genotype_from_dict(record["genotype"])
     except (TypeError, ValueError, KeyError) as err:
         return f"holds no valid genotype ({err})"
     return None

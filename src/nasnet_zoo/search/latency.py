@@ -134,7 +134,7 @@ class LatencyObjective:
         self._cache: dict[str, float] = {}
         for record in records:
             if record.get("latency_ms") is not None:
-                self._cache.setdefault(genotype_key(Genotype.from_dict(record["genotype"])), record["latency_ms"])
+                self._cache.setdefault(genotype_key(record["genotype"]), record["latency_ms"])
         self.measured = 0  # latencies timed by this object (not taken from the journal or the cache)
 
     def latency_ms(self, genotype: Genotype) -> float:

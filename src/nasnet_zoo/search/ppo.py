@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .controller import Controller
-from .space import SearchSpace
+from .spaces import SearchSpace
 from .strategy import Proposal
 
 
@@ -83,6 +83,7 @@ class PPOStrategy:
         self.trainer = PPOTrainer(self.controller, config)
         self.generator = torch.Generator().manual_seed(seed)
         self.buffer: list[tuple[tuple[int, ...], float, float]] = []
+        self.batch = config.minibatch
 
     def propose(self, n: int) -> list[Proposal]:
         if n <= 0:

@@ -5,12 +5,13 @@ from typing import Any
 
 import numpy as np
 
-from .space import SearchSpace
+from .spaces import SearchSpace
 from .strategy import Proposal
 
 
 class RandomStrategy:
     name = "random"
+    batch = 1  # one stream of draws: the children are the same however many are proposed at once
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space

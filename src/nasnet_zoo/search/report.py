@@ -1,17 +1,22 @@
-"""What a search leaves for people: the best genotypes, reward curves, cell pictures and a printed summary."""
+"""What a search leaves for people: the best genotypes, reward curves, cell pictures and a printed summary.
+
+Plots need the ``viz`` extra (matplotlib); without it the report keeps the ranking and the summary and says
+which pictures it skipped, since a finished search must not fail on its drawings.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..genotypes import NASNET_A, Genotype
+from ..utils.extras import MissingExtra, require
 from ..utils.io import atomic_path, atomic_write_json, read_jsonl
 from ..visualize import draw_genotype
 from .journal import JOURNAL_NAME, genotype_key
 from .latency import LatencyConfig
+from .spaces import genotype_from_dict
 
 TOP_NAME = "top_genotypes.json"
 PLOT_NAME = "rewards.png"
@@ -30,7 +35,7 @@ def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         if record["status"] == "ok":
-            groups.setdefault(genotype_key(Genotype.from_dict(record["genotype"])), []).append(record)
+            groups.setdefault(genotype_key(record["genotype"]), []).append(record)
     distinct = [{**group[0], "reward": float(np.mean([r["reward"] for r in group])), "evaluations": len(group)}
                 for group in groups.values()]
     distinct.sort(key=lambda r: (-r["reward"], r["index"]))
@@ -38,14 +43,22 @@ def top_children(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def write_top_genotypes(output_dir: str | Path, records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """``top_genotypes.json``: a ranked list; each entry's ``genotype`` loads with ``Genotype.from_dict``."""
+    """``top_genotypes.json``: a ranked list; each entry's ``genotype`` loads with ``genotype_from_dict``.
+
+    ``info`` keeps what the reward reported beside it (a benchmark table's test accuracy and row, for example).
+    """
     top = []
     for rank, record in enumerate(top_children(records, k), start=1):
-        genotype = Genotype.from_dict({**record["genotype"], "name": f"search-rank{rank}-child{record['index']}"})
+        genotype = genotype_from_dict({**record["genotype"], "name": f"search-rank{rank}-child{record['index']}"})
         top.append({"rank": rank, "index": record["index"], "reward": record["reward"],
-                    **{k: record[k] for k in LATENCY_FIELDS if k in record}, "genotype": genotype.to_dict()})
+                    **{k: record[k] for k in LATENCY_FIELDS if k in record}, "info": record.get("info", {}),
+                    "genotype": genotype.to_dict()})
     atomic_write_json(Path(output_dir) / TOP_NAME, top)
     return top
+
+
+def _figure(**kwargs: Any) -> Any:
+    return require("matplotlib.figure", extra="viz", feature="search plots").Figure(**kwargs)
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -70,7 +83,7 @@ def find_runs(root: str | Path) -> list[tuple[str, list[dict[str, Any]]]]:
 def plot_rewards(root: str | Path, path: str | Path, window: int | None = None) -> Path:
     """Reward against children for every run under ``root``: running mean (solid) and best so far (dashed)."""
     runs = find_runs(root)
-    fig = Figure(figsize=(8, 4.8))
+    fig = _figure(figsize=(8, 4.8))
     ax = fig.add_subplot(1, 1, 1)
     colors = {}
     for label, records in runs:
@@ -99,7 +112,7 @@ def timed_children(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         if r["status"] == "ok" and r.get("latency_ms") is not None:
-            groups.setdefault(genotype_key(Genotype.from_dict(r["genotype"])), []).append(r)
+            groups.setdefault(genotype_key(r["genotype"]), []).append(r)
     return [{**rs[0], "accuracy": float(np.mean([r["accuracy"] for r in rs])), "evaluations": len(rs)}
             for rs in groups.values()]
 
@@ -122,7 +135,7 @@ def plot_pareto(records: list[dict[str, Any]], path: str | Path, latency: Latenc
     lat = np.array([r["latency_ms"] for r in timed], dtype=float)
     acc = np.array([r["accuracy"] for r in timed], dtype=float)
     front = pareto_front(lat, acc)
-    fig = Figure(figsize=(7, 4.8))
+    fig = _figure(figsize=(7, 4.8))
     ax = fig.add_subplot(1, 1, 1)
     ax.scatter(lat, acc, s=14, color="0.6", label=f"children ({len(timed)})")
     if len(front):
@@ -157,6 +170,8 @@ def summarize(records: list[dict[str, Any]], top: list[dict[str, Any]]) -> str:
              "top genotypes:"]
     lines += [f"  #{t['rank']}: child {t['index']}, reward {t['reward']:.4f}"
               + (f" (accuracy {t['accuracy']:.4f}, {t['latency_ms']:.2f} ms)" if "latency_ms" in t else "")
+              + "".join(f", {k} {v:g}" for k, v in t.get("info", {}).items() if isinstance(v, (int, float)))
+              + (f": {t['genotype']['arch']}" if "arch" in t["genotype"] else "")
               for t in top[:5]]
     timed = timed_children(records)
     if timed:
@@ -180,10 +195,14 @@ def write_report(output_dir: str | Path, top_k: int = 10, plot_root: str | Path 
     if not records:
         raise ValueError(f"{out / JOURNAL_NAME} holds no children yet; nothing to report")
     top = write_top_genotypes(out, records, top_k)
-    plot_rewards(plot_root or out, out / PLOT_NAME)
-    if timed_children(records):
-        plot_pareto(records, out / PARETO_NAME, latency)
-    for entry in top[:3]:
-        draw_genotype(Genotype.from_dict(entry["genotype"]), out / "cells" / f"rank{entry['rank']}.png")
-    draw_genotype(NASNET_A, out / "cells" / "nasnet_a.png")
+    try:
+        plot_rewards(plot_root or out, out / PLOT_NAME)
+        if timed_children(records):
+            plot_pareto(records, out / PARETO_NAME, latency)
+        if top and isinstance(genotype_from_dict(top[0]["genotype"]), Genotype):  # a NAS-Bench-201 cell is its
+            for entry in top[:3]:                                                 # arch string in the summary
+                draw_genotype(Genotype.from_dict(entry["genotype"]), out / "cells" / f"rank{entry['rank']}.png")
+            draw_genotype(NASNET_A, out / "cells" / "nasnet_a.png")
+    except MissingExtra as err:
+        return f"{summarize(records, top)}\nplots skipped: {err}"
     return summarize(records, top)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..genotypes import Genotype
-from .space import SearchSpace
+from .spaces import SearchSpace
 
 
 @dataclass

@@ -1,11 +1,15 @@
 """The search loop: propose children, hand them to a backend, journal what finishes, update the policy.
 
 Resume contract: the journal is the record of finished children and the checkpoint records how many of them
-the strategy has absorbed; on ``resume`` the rest are replayed. Children in flight at a kill were never
+the strategy has absorbed; on ``resume`` the rest are replayed. The checkpoint is written after a policy update
+at most every ``STATE_PERIOD_S`` seconds (and when the search ends): the replay is exact, so a rarer checkpoint
+costs a resume only replay time, while a search whose rewards take milliseconds (a benchmark table) is not
+spent writing checkpoints. Children in flight at a kill were never
 journaled, so they are simply proposed again: none is lost or counted twice, and the final count is exact.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 import zlib
@@ -25,21 +29,28 @@ from .journal import JOURNAL_NAME, Journal, child_record, genotype_key
 from .latency import LatencyObjective
 from .rewards import ChildResult, OracleReward
 from .settings import (CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy,
-                       refuse_unless_resume, validate_config)
+                       refuse_unless_resume, search_space, validate_config)
 from .shared import SharedSearchRun
-from .space import SearchSpace
 from .state import STATE_NAME, SearchStateError, load_search_state, rebuild_search_state, save_search_state
-from .strategy import Proposal
+from .strategy import Proposal, SearchStrategy
+from .table import load_table_reward
+
+
+
+STATE_PERIOD_S = 10.0
+
 
 def build_evaluator(cfg: SearchConfig) -> Evaluator:
     if cfg.reward == "oracle":
-        return OracleReward(SearchSpace(cfg.controller.num_blocks), cfg.seed)
+        return OracleReward(search_space(cfg), cfg.seed)
+    if cfg.reward == "table":
+        return load_table_reward(cfg.table, search_space(cfg))
     return ProxyReward(check_search_data(cfg.dataset, cfg.data_dir), cfg.child, cfg.dataset)
 
 
-def build_backend(cfg: SearchConfig, evaluator: Evaluator) -> Backend:
-    if cfg.backend == "inline":
-        return InlineBackend(evaluator, capacity=cfg.ppo.minibatch)
+def build_backend(cfg: SearchConfig, evaluator: Evaluator, strategy: SearchStrategy) -> Backend:
+    if cfg.backend == "inline" or (not cfg.backend and cfg.reward == "table"):
+        return InlineBackend(evaluator, capacity=strategy.batch)
     if cfg.backend in ("local", ""):
         return LocalBackend(evaluator, cfg.workers or len(gpu_devices()) or 2, cfg.worker_threads or None)
     return RayBackend(evaluator, cfg.workers or None, cfg.ray_address)
@@ -55,7 +66,8 @@ class _InFlight:
 class SearchRun:
     """One search in one output folder; ``run()`` goes until the journal holds ``children`` children."""
 
-    def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True,
+                 tensorboard: bool = True) -> None:
         validate_config(cfg)
         if cfg.reward == "shared":
             raise SearchConfigError("reward 'shared' runs in SharedSearchRun: use make_search(cfg) or run_search(cfg)")
@@ -76,7 +88,8 @@ class SearchRun:
         self._replay_from = state["observed"] if state else 0
         # latencies already journaled are reused, so a resumed search measures only new genotypes
         self.latency = LatencyObjective(cfg.latency, self.journal.records) if cfg.latency.enabled else None
-        self.metrics = MetricsLogger(self.out, step_key="child")
+        self.metrics = MetricsLogger(self.out, step_key="child", tensorboard=tensorboard)
+        self._state_saved_at = -math.inf  # the first policy update is checkpointed at once
         dump_config(cfg, self.out / CONFIG_NAME)
 
     def _lock_and_open_journal(self, resume: bool) -> tuple[RunLock, Journal]:
@@ -112,7 +125,10 @@ class SearchRun:
         start = time.perf_counter()
         stats = self.strategy.observe(tuple(record["decisions"]), record["log_prob"], record["reward"])
         if stats is not None:
-            save_search_state(self.out / STATE_NAME, self.strategy.state_dict(), record["index"] + 1, self.resumes)
+            if time.monotonic() - self._state_saved_at >= STATE_PERIOD_S:
+                save_search_state(self.out / STATE_NAME, self.strategy.state_dict(), record["index"] + 1,
+                                  self.resumes)
+                self._state_saved_at = time.monotonic()
             self.metrics.log(child=record["index"] + 1, **{f"controller/{k}": v for k, v in stats.items()})
         self.controller_seconds += time.perf_counter() - start
 
@@ -138,7 +154,8 @@ class SearchRun:
         return record
 
     def _reuse(self, proposal: Proposal, key: str, earlier: dict[str, Any]) -> None:
-        result = ChildResult(earlier["reward"], "duplicate", f"same genotype as child {earlier['index']}", 0.0)
+        result = ChildResult(earlier["reward"], "duplicate", f"same genotype as child {earlier['index']}", 0.0,
+                             info=earlier.get("info", {}))
         scored = {k: earlier[k] for k in ("accuracy", "latency_ms") if k in earlier}
         self._finish(proposal, key, result, worker="cache", attempts=0, duplicate_of=earlier["index"], scored=scored)
 
@@ -166,7 +183,7 @@ class SearchRun:
         self.best = max((r["reward"] for r in self.journal.records), default=0.0)
         self.bar = tqdm(total=cfg.children, initial=len(self.journal), desc=f"search {cfg.strategy}/{cfg.reward}",
                         disable=not self.progress, unit="child")
-        backend = build_backend(cfg, build_evaluator(cfg))
+        backend = build_backend(cfg, build_evaluator(cfg), self.strategy)
         in_flight: dict[int, _InFlight] = {}
         by_key: dict[str, int] = {}
         next_task = 0

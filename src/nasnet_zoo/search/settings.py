@@ -10,15 +10,19 @@ from pathlib import Path
 
 from .backends import BACKENDS, check_ray_address
 from .child import SEARCH_DATASETS, ChildConfig, check_search_data
+from .evolution import EvolutionConfig, EvolutionStrategy
 from .latency import LatencyConfig
 from .ppo import PPOConfig, PPOStrategy
 from .random_search import RandomStrategy
-from .space import SearchSpace
+from .spaces import SPACES, SearchSpace, build_space
 from .strategy import SearchStrategy
 from .supernet import SharedConfig
+from .table import TableConfig, load_table_reward
 
-STRATEGIES = ("ppo", "random")
-REWARDS = ("proxy", "oracle", "shared")
+STRATEGIES = ("ppo", "random", "evolution")
+REWARDS = ("proxy", "oracle", "shared", "table")
+#: Rewards that train NASNet children, so they search the NASNet space only.
+NASNET_REWARDS = ("proxy", "shared")
 CONFIG_NAME = "config.yaml"
 SHARED_STATE_NAME = "shared_state.pt"  # the checkpoint of a shared-weight search (search/shared.py)
 
@@ -36,11 +40,12 @@ class SearchConfig:
 
     strategy: str = "ppo"
     reward: str = "proxy"
+    space: str = "nasnet"        # "nasnet" (the paper's) or "nasbench201" (NAS-Bench-201's cell, for the table)
     data_dir: str = ""
     dataset: str = "cifar10"     # "cifar10" (python pickle layout) or "folder" (train/<class>/*.jpg, val/<class>/)
     children: int = 20000
     seed: int = 0
-    backend: str = ""            # "" = the reward's own: local workers (proxy, oracle), this process (shared)
+    backend: str = ""            # "" = the reward's own: local workers (proxy, oracle), this process (shared, table)
     workers: int = 0             # children at once; 0 = one per GPU (local GPUs or the Ray cluster's), else 2
     worker_threads: int = 0      # torch threads per local worker (0 = CPU cores / workers)
     ray_address: str = "local"
@@ -48,6 +53,8 @@ class SearchConfig:
     top_k: int = 10
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    table: TableConfig = field(default_factory=TableConfig)
     child: ChildConfig = field(default_factory=ChildConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     shared: SharedConfig = field(default_factory=SharedConfig)
@@ -66,6 +73,11 @@ def validate_config(cfg: SearchConfig) -> None:
     """Check everything a search needs (including the data folder and the Ray address) up front."""
     _one_of("strategy", cfg.strategy, STRATEGIES)
     _one_of("reward", cfg.reward, REWARDS)
+    _one_of("space", cfg.space, SPACES)
+    if cfg.space != "nasnet" and (cfg.reward in NASNET_REWARDS or cfg.latency.enabled):
+        what = f"reward {cfg.reward!r}" if cfg.reward in NASNET_REWARDS else "a latency target"
+        raise SearchConfigError(f"{what} trains or times NASNet children, so it searches the nasnet space, not "
+                                f"{cfg.space!r}: use --space nasnet, or --reward table / oracle with {cfg.space}")
     _one_of("dataset", cfg.dataset, SEARCH_DATASETS)
     if cfg.backend:
         _one_of("backend", cfg.backend, BACKENDS)
@@ -77,13 +89,16 @@ def validate_config(cfg: SearchConfig) -> None:
         raise SearchConfigError(f"children and top_k must be >= 1, workers and worker_threads >= 0 (0 = automatic); "
                                 f"got {cfg.children}, {cfg.top_k}, {cfg.workers}, {cfg.worker_threads}")
     try:
-        SearchSpace(cfg.controller.num_blocks)
+        space = build_space(cfg.space, cfg.controller.num_blocks)
         cfg.ppo.validate()
+        cfg.evolution.validate()
         cfg.child.validate()
         cfg.latency.validate()
         cfg.shared.validate()
-        if cfg.reward in ("proxy", "shared"):
+        if cfg.reward in NASNET_REWARDS:
             check_search_data(cfg.dataset, cfg.data_dir)
+        if cfg.reward == "table":
+            load_table_reward(cfg.table, space)
     except ValueError as err:
         raise SearchConfigError(str(err)) from None
     if cfg.backend == "ray":
@@ -101,9 +116,15 @@ def refuse_unless_resume(folder: Path, children: int, resume: bool) -> None:
                                 "--resume or choose another --output-dir")
 
 
+def search_space(cfg: SearchConfig) -> SearchSpace:
+    return build_space(cfg.space, cfg.controller.num_blocks)
+
+
 def build_strategy(cfg: SearchConfig) -> SearchStrategy:
-    space = SearchSpace(cfg.controller.num_blocks)
+    space = search_space(cfg)
     if cfg.strategy == "random":
         return RandomStrategy(space, cfg.seed)
+    if cfg.strategy == "evolution":
+        return EvolutionStrategy(space, cfg.evolution, cfg.seed)
     return PPOStrategy(space, cfg.ppo, hidden_size=cfg.controller.hidden_size,
                        init_range=cfg.controller.init_range, seed=cfg.seed)

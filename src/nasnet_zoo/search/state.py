@@ -1,6 +1,6 @@
 """The search checkpoint: strategy state (controller, optimizer, baseline, RNG) and how much journal it has seen.
 
-It is rewritten atomically after every policy update. On resume, journal records past ``observed`` are replayed
+It is rewritten atomically after a policy update (at most every ``runner.STATE_PERIOD_S`` seconds) and at the end. On resume, journal records past ``observed`` are replayed
 into the strategy, so a kill between a journal append and the next checkpoint loses nothing. The checkpoint is a
 cache of the journal: when it is missing or unreadable, :func:`rebuild_search_state` replays every journaled
 child, in journal order, into a fresh strategy built from the run's seed and config. The policy updates depend

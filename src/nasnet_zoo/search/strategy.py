@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..genotypes import Genotype
+from .spaces import SearchGenotype
 
 
 @dataclass(frozen=True)
@@ -12,12 +12,15 @@ class Proposal:
     """A child to evaluate: its decisions, the genotype they encode, and their log-probability when sampled."""
 
     decisions: tuple[int, ...]
-    genotype: Genotype
+    genotype: SearchGenotype
     log_prob: float
 
 
 class SearchStrategy(Protocol):
     name: str
+    #: Children proposed at once when evaluation is instantaneous (in-process backend): PPO samples a minibatch
+    #: from one policy; evolution goes one by one so that each child sees the population its parent left.
+    batch: int
 
     def propose(self, n: int) -> list[Proposal]:
         """``n`` new children from the current policy."""

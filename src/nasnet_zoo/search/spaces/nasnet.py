@@ -1,9 +1,4 @@
-"""The controller's view of the search space: a flat decision sequence <-> a ``Genotype``.
-
-Each block makes 5 decisions in this order: input A, input B, op A, op B, combiner (paper, figure 3). The
-Normal cell's B blocks come first, then the Reduction cell's. Input choices of block b are limited to the
-b + 2 states that exist when it is built; a sampled cell outputs the concatenation of its unused states.
-"""
+"""The paper's search space (Zoph et al. 2018, section 3 and figure 3): two cells of B blocks each."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,18 +6,26 @@ from typing import Sequence
 
 import numpy as np
 
-from ..genotypes import COMBINERS, NUM_CELL_INPUTS, OPS, Block, CellGenotype, Genotype, GenotypeError
+from ...genotypes import COMBINERS, NUM_CELL_INPUTS, OPS, Block, CellGenotype, Genotype, GenotypeError
+from .base import check_decisions, random_decisions
 
-#: The kind of each of a block's 5 decisions.
+#: The kind of each of a NASNet block's 5 decisions.
 BLOCK_DECISIONS: tuple[str, ...] = ("input", "input", "op", "op", "combiner")
 CELL_TYPES: tuple[str, ...] = ("normal", "reduction")
 
 
 @dataclass(frozen=True)
-class SearchSpace:
-    """``num_blocks`` blocks per cell (B = 5 in the paper), giving 2 x 5B decisions per child."""
+class NASNetSpace:
+    """The paper's space: ``num_blocks`` blocks per cell (B = 5), giving 2 x 5B decisions per child.
+
+    Each block makes 5 decisions in this order: input A, input B, op A, op B, combiner (paper, figure 3). The
+    Normal cell's B blocks come first, then the Reduction cell's. Input choices of block b are limited to the
+    b + 2 states that exist when it is built; a sampled cell outputs the concatenation of its unused states.
+    """
 
     num_blocks: int = 5
+    name: str = "nasnet"
+    kinds: tuple[str, ...] = ("input", "op", "combiner")
 
     def __post_init__(self) -> None:
         if self.num_blocks < 1:
@@ -50,13 +53,7 @@ class SearchSpace:
         return [self.step(t) for t in range(self.num_decisions)]
 
     def to_genotype(self, decisions: Sequence[int], name: str = "") -> Genotype:
-        if len(decisions) != self.num_decisions:
-            raise GenotypeError(f"expected {self.num_decisions} decisions for {self.num_blocks} blocks per cell, "
-                                f"got {len(decisions)}")
-        for t, d in enumerate(decisions):
-            kind, valid = self.step(t)
-            if not 0 <= int(d) < valid:
-                raise GenotypeError(f"decision {t} ({kind}) is {d}; valid choices are 0..{valid - 1}")
+        check_decisions(self, decisions)
         per_cell = self.num_blocks * len(BLOCK_DECISIONS)
         cells = []
         for c in range(len(CELL_TYPES)):
@@ -83,5 +80,4 @@ class SearchSpace:
         return decisions
 
     def random_decisions(self, rng: np.random.Generator) -> list[int]:
-        """One uniformly random valid decision sequence."""
-        return [int(rng.integers(valid)) for _, valid in self.steps()]
+        return random_decisions(self, rng)
