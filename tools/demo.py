@@ -8,11 +8,16 @@
 3. Deployment: ``tools/export_onnx.py`` exports that detector, runs it in onnxruntime on the demo's val images
    and built-in cases, and prints parity and speed against PyTorch.
 
+The console shows the steps, the figures and where the files went; the export's full parity table and log go
+to ``det/export_onnx.log``. ``--verbose`` streams everything (the programs' ``--verbose`` included).
+
     python tools/demo.py --output-dir runs/demo          # about 7 minutes on 2 quiet CPU cores
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,17 +26,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from PIL import Image
 
 import nasnet_zoo
 from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.profile import PAPER_COSTS, model_cost
+from nasnet_zoo.utils.extras import exits_on_missing_extra, require
 from nasnet_zoo.utils.io import atomic_path, atomic_write_json
 from nasnet_zoo.visualize import draw_genotype
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "nasnet_a_mobile"
+#: What the demo imports, all in the ``demo`` extra (``make demo`` installs ``dev``, which holds it).
+DEMO_MODULES = ("sklearn", "matplotlib", "pycocotools", "onnx", "onnxruntime")
+
+
+def require_demo_extra() -> None:
+    """Stop before any work, with one line, when a package of the ``demo`` extra is missing."""
+    for module in DEMO_MODULES:
+        require(module, extra="demo", feature="The demo")
 
 
 def find_photo() -> tuple[Image.Image, str]:
@@ -55,14 +68,21 @@ def to_input(photo: Image.Image, cfg: dict[str, Any], height: int) -> torch.Tens
     return ((x - mean) / std).unsqueeze(0)
 
 
-def backbone_with_weights() -> tuple[torch.nn.Module, str]:
-    """The Mobile backbone with its default pretrained weights when they are in the cache, else random ones."""
+def backbone_with_weights(verbose: bool) -> tuple[torch.nn.Module, str]:
+    """The Mobile backbone with its default pretrained weights when they are cached or downloadable, else random
+    ones (the demo says which in one line; ``verbose`` also shows each mirror that failed)."""
+    downloads = logging.getLogger("nasnet_zoo.hub.download")
+    level = downloads.level
+    if not verbose:
+        downloads.setLevel(logging.ERROR)
     try:
-        return nasnet_zoo.create_model(BACKBONE, features_only=True, pretrained=True), "pretrained (local cache)"
+        return nasnet_zoo.create_model(BACKBONE, features_only=True, pretrained=True), "pretrained"
     except (OSError, RuntimeError, ValueError) as err:
         first_line = str(err).splitlines()[0]
-        print(f"  no pretrained weights available offline ({first_line[:140]}...); using random weights")
+        print(f"  no pretrained weights here ({first_line[:90]}...): random weights")
         return nasnet_zoo.create_model(BACKBONE, features_only=True), "random (untrained)"
+    finally:
+        downloads.setLevel(level)
 
 
 def print_model_table() -> list[dict[str, Any]]:
@@ -85,7 +105,7 @@ def print_model_table() -> list[dict[str, Any]]:
 def save_feature_grid(photo: Image.Image, x: torch.Tensor, maps: list[torch.Tensor], info: list[dict[str, Any]],
                       path: Path, caption: str) -> None:
     """The photo and, per level, the mean activation over channels (each panel at its own resolution)."""
-    fig = Figure(figsize=(3.2 * (len(maps) + 1), 3.4))
+    fig = require("matplotlib.figure", extra="demo", feature="The demo").Figure(figsize=(3.2 * (len(maps) + 1), 3.4))
     axes = fig.subplots(1, len(maps) + 1)
     axes[0].imshow(photo.resize((x.shape[-1], x.shape[-2])))
     axes[0].set_title(f"input {x.shape[-2]}x{x.shape[-1]}", fontsize=9)
@@ -101,7 +121,7 @@ def save_feature_grid(photo: Image.Image, x: torch.Tensor, maps: list[torch.Tens
 
 
 @torch.no_grad()
-def zoo_tour(out_dir: Path) -> dict[str, Any]:
+def zoo_tour(out_dir: Path, verbose: bool = False) -> dict[str, Any]:
     """Step 1 of the demo: models by name with their costs, a photo's feature maps, the NASNet-A cells."""
     out_dir.mkdir(parents=True, exist_ok=True)
     print("== 1. The NASNet-A zoo: models by name, parameters (no aux head) and mult-adds at their default size")
@@ -110,7 +130,7 @@ def zoo_tour(out_dir: Path) -> dict[str, Any]:
     print(f"\n== 2. A real photo through the {BACKBONE} backbone (features_only, optimize_for_inference)")
     photo, photo_source = find_photo()
     print(f"  photo: {photo_source}")
-    backbone, weights = backbone_with_weights()
+    backbone, weights = backbone_with_weights(verbose)
     x = to_input(photo, backbone.pretrained_cfg, height=224)
     maps = optimize_for_inference(backbone)(x)
     for level, fmap in zip(backbone.feature_info, maps):
@@ -133,51 +153,91 @@ def zoo_tour(out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def run_tool(script: str, *args: str) -> None:
-    """Run one of our CLIs as a user would; its own output streams through."""
+def run_tool(script: str, *args: str, log: Path | None = None, shown: str = "") -> None:
+    """Run one of our CLIs as a user would: its output streams through, or goes to ``log`` (then its last lines
+    are shown if it fails). ``shown`` replaces the arguments in the echoed command (long file lists)."""
     command = [sys.executable, str(REPO / "tools" / script), *args]
-    print(f"  $ {' '.join(command[1:])}", flush=True)
-    subprocess.run(command, check=True)
+    print(f"  $ tools/{script} {shown or ' '.join(args)}", flush=True)
+    if log is not None:
+        print(f"  (its output goes to {log}; about half a minute)", flush=True)
+    if log is None:
+        subprocess.run(command, check=True)
+        return
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        print("".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:]), end="", file=sys.stderr)
+        raise subprocess.CalledProcessError(proc.returncode, command)
 
 
-def detection(out_dir: Path) -> Path:
+def detection(out_dir: Path, verbose: bool = False) -> Path:
     """Step 2: train and evaluate the demo detector on the embedded digits dataset."""
     print("\n== 4. Faster R-CNN with a NASNet-A FPN backbone on the embedded COCO-format digits dataset")
-    run_tool("train_det.py", "--output-dir", str(out_dir))
+    run_tool("train_det.py", "--output-dir", str(out_dir), *(["--verbose"] if verbose else []))
     return out_dir / "model_final.pth"
 
 
-def deployment(det_dir: Path, checkpoint: Path) -> None:
+def parity_summary(report: dict[str, Any]) -> str:
+    """The export's parity and speed in three lines (the full table is in the log)."""
+    cases = report["parity"]["cases"]
+    given = [c for c in cases if c["name"].startswith("image ")]
+    dets = [c["torch dets"] for c in given]
+    box, score = max(c["max box diff"] for c in cases), max(c["max score diff"] for c in cases)
+    speed = report["speed"]
+    verdict = "PASS" if report["parity"]["ok"] else "FAIL"
+    return (f"  parity {verdict}: {len(cases)} cases ({len(given)} val images with {min(dets)}-{max(dets)} "
+            f"detections, {len(cases) - len(given)} built-in: other sizes, a blank image)\n"
+            f"  max box difference {box:.2g} px, max score difference {score:.2g}\n"
+            f"  speed per image: PyTorch eager {speed['pytorch_eager_ms']:.1f} ms, onnxruntime "
+            f"{speed['onnxruntime_ms']:.1f} ms ({speed['speedup']:.2f}x), {speed['torch_threads']} thread")
+
+
+def deployment(det_dir: Path, checkpoint: Path, verbose: bool = False) -> None:
     """Step 3: export the trained detector to ONNX and check it against PyTorch in onnxruntime."""
     import yaml
 
     print("\n== 5. ONNX export of the trained detector, parity and speed in onnxruntime")
     cfg = yaml.safe_load((det_dir / "config.yaml").read_text(encoding="utf-8"))
     images = sorted(Path(cfg["data"]["val_images"]).glob("*.png"))[:20]
-    run_tool("export_onnx.py", "--detector", cfg["model"]["name"], "--checkpoint", str(checkpoint),
-             "--output", str(det_dir / "model.onnx"), "--verify", *map(str, images), "--benchmark", "3",
-             "--threads", "1", "--report", str(det_dir / "onnx_report.json"))
+    report, log = det_dir / "onnx_report.json", det_dir / "export_onnx.log"
+    fixed = ["--detector", cfg["model"]["name"], "--checkpoint", str(checkpoint),
+             "--output", str(det_dir / "model.onnx")]
+    tail = ["--benchmark", "3", "--threads", "1", "--report", str(report)]
+    shown = " ".join(fixed + ["--verify", f"{images[0].parent}/*.png (the first {len(images)})"] + tail)
+    if verbose:
+        run_tool("export_onnx.py", *fixed, "--verify", *map(str, images), *tail, "--verbose", shown=shown)
+        return
+    run_tool("export_onnx.py", *fixed, "--verify", *map(str, images), *tail, log=log, shown=shown)
+    print(parity_summary(json.loads(report.read_text(encoding="utf-8"))))
+    print(f"  wrote {det_dir / 'model.onnx'}")
 
 
+@exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="runs/demo", type=Path)
     parser.add_argument("--zoo-only", action="store_true", help="stop after the zoo tour")
+    parser.add_argument("--verbose", action="store_true",
+                        help="stream everything: the export's warnings and full parity table, debug logs")
     args = parser.parse_args(argv)
+    require_demo_extra()
     print(f"nasnet-zoo {nasnet_zoo.__version__} demo; output in {args.output_dir}/\n")
-    zoo_tour(args.output_dir / "zoo")
+    zoo_tour(args.output_dir / "zoo", args.verbose)
     if args.zoo_only:
         return 0
     det_dir = args.output_dir / "det"
     try:
-        deployment(det_dir, detection(det_dir))
+        deployment(det_dir, detection(det_dir, args.verbose), args.verbose)
     except subprocess.CalledProcessError as err:
-        print(f"demo step failed: {' '.join(map(str, err.cmd[1:]))} exited with {err.returncode}", file=sys.stderr)
+        print(f"demo step failed: {' '.join(map(str, err.cmd[1:3]))} exited with {err.returncode}", file=sys.stderr)
         return 1
-    print(f"\ndemo finished. Everything is under {args.output_dir}/:\n"
-          f"  zoo/       model table, feature maps per stride (feature_maps.png), NASNet-A cells (nasnet_a_cells.png)\n"
-          f"  det/       coco_eval.json (AP, AP50, ...), metrics.jsonl + tensorboard/, model_final.pth, vis/*.png\n"
-          f"  det/       model.onnx and onnx_report.json (parity and speed against PyTorch)")
+    metrics = json.loads((det_dir / "coco_eval.json").read_text(encoding="utf-8"))
+    print(f"\ndemo finished: detector AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f} on the digits val split. "
+          f"Everything is under {args.output_dir}/:\n"
+          f"  zoo/  feature_maps.png (a photo's feature maps per stride), nasnet_a_cells.png, zoo_tour.json\n"
+          f"  det/  vis/*.png (predictions beside ground truth), coco_eval.json, metrics.jsonl, model_final.pth\n"
+          f"  det/  model.onnx, onnx_report.json (parity and speed)"
+          + (", export_onnx.log" if (det_dir / "export_onnx.log").is_file() else ""))
     return 0
 
 

@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="images per process and iteration")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--vis", type=int, help="draw predictions beside ground truth for N val images")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also log nasnet_zoo's details (debug level: COCOeval's own table, ...)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.verbose:
+        logging.getLogger("nasnet_zoo").setLevel(logging.DEBUG)
     from nasnet_zoo.config import ConfigError, load_config
     from nasnet_zoo.detection.coco import CocoFormatError
     from nasnet_zoo.detection.config import DetConfig

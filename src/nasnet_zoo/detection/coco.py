@@ -204,6 +204,11 @@ class CocoDetection(Dataset):
         infos = [self.imgs[i] for i in self.ids]
         return [float(im.get("width", 1) or 1) / float(im.get("height", 1) or 1) for im in infos]
 
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of every image whose annotation records both (no image is opened)."""
+        infos = [self.imgs[i] for i in self.ids]
+        return [(int(im["height"]), int(im["width"])) for im in infos if im.get("height") and im.get("width")]
+
     def _path(self, image_id: int) -> Path:
         return self.image_dir / self.imgs[image_id]["file_name"]
 

@@ -73,7 +73,6 @@ def pretrain_on_digits(arch: str, backbone_args: Mapping[str, Any], spec: Digits
     with torch.no_grad():
         x, y = digit_patches(val_x, val_y, 500, spec, patch, np.random.default_rng(spec.seed + 2))
         accuracy = float((model((x.to(device) - 0.5) / 0.5).argmax(1).cpu() == y).float().mean())
-    log.info("digit pretraining: %d steps, held-out digit accuracy %.3f", steps, accuracy)
     print(f"backbone pretrained on train-split digits for {steps} steps: held-out digit accuracy {accuracy:.3f}",
           flush=True)
     atomic_torch_save({"model": model.state_dict(), "arch": arch, "backbone_args": dict(backbone_args),

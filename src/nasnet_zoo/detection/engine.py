@@ -112,8 +112,10 @@ def make_train_state(model: nn.Module, solver: SolverConfig, device: torch.devic
 def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, device: torch.device,
           dist_info: DistInfo, output_dir: Path, identity: dict[str, Any], seed: int = 0, num_workers: int = 0,
           grouping: bool = True, eval_hook: Callable[[int], None] | None = None, eval_period: int = 0,
-          precise_bn_iters: int = 0) -> None:
+          precise_bn_iters: int = 0, on_iteration: Callable[[int, int], None] | None = None) -> None:
     """Run from ``state.iteration`` to ``solver.max_iter``; checkpoints every ``checkpoint_period`` iterations.
+
+    ``on_iteration(done, iteration)`` runs after each step: iterations done by this call, and the run's count.
 
     ``precise_bn_iters`` > 0: BatchNorm statistics are recomputed over that many training batches
     (:mod:`.precise_bn`) before each evaluation and before the final weights are saved.
@@ -173,6 +175,8 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
             state.scheduler.step()
             state.iteration += 1
             bar.update(1)
+            if on_iteration is not None:
+                on_iteration(state.iteration - start_iter, state.iteration)
             bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
             if state.iteration % solver.log_period == 0 or state.iteration == solver.max_iter or state.iteration == 1:
                 elapsed = time.perf_counter() - started

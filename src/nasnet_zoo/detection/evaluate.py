@@ -80,7 +80,7 @@ def coco_evaluate(dataset: CocoDetection, records: list[dict[str, Any]]) -> dict
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         evaluator.summarize()
-    log.info("COCOeval bbox:\n%s", buffer.getvalue().rstrip())
+    log.debug("COCOeval bbox:\n%s", buffer.getvalue().rstrip())  # the same 12 numbers are printed in one line
     return {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats)}
 
 

@@ -10,15 +10,16 @@ import torch
 
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.genotypes import Genotype
-from nasnet_zoo.utils.checkpoint import detector_identity, find_checkpoint, load_checkpoint
+from nasnet_zoo.utils.checkpoint import find_checkpoint, load_checkpoint
 from nasnet_zoo.utils.distributed import DistInfo, cleanup_distributed, init_distributed
 from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.run_lock import is_main_process, lock_run_folder
 from nasnet_zoo.utils.seeding import seed_everything
 
-from .builders import build_detector
+from .builders import build_detector, detector_identity
 from .coco import CocoDetection, CocoFormatError
 from .config import DetConfig
+from .cpu_speed import CpuSpeedNote, resized_size
 from .demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
 from .engine import evaluate_and_report, make_train_state, train
@@ -112,6 +113,14 @@ def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weight
             cleanup_distributed()
 
 
+def cpu_speed_note(cfg: DetConfig, train_set: CocoDetection, device: torch.device,
+                   dist_info: DistInfo) -> CpuSpeedNote:
+    """The CPU guidance for this run (active only on a CPU at a clearly slow size; it changes no setting)."""
+    sizes = train_set.image_sizes() or [(cfg.input.max_size, cfg.input.max_size)]
+    size = resized_size(sizes, cfg.input.min_size, cfg.input.max_size)
+    return CpuSpeedNote(size, device, cfg.solver.max_iter, enabled=dist_info.is_main)
+
+
 def check_images(datasets: list[CocoDetection], output_dir: Path, dist_info: DistInfo) -> None:
     """DATA.CHECK_IMAGES: decode every image (each process a share), then name all unreadable ones at once."""
     bad: list[dict[str, Any]] = []
@@ -195,10 +204,13 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
                                 iteration=iteration)
 
     assert train_set is not None
+    speed_note = cpu_speed_note(cfg, train_set, device, dist_info)
+    speed_note.start()
     train(state, train_set, cfg.solver, device=device, dist_info=dist_info, output_dir=output_dir, identity=identity,
           seed=cfg.seed, num_workers=cfg.data.num_workers, grouping=cfg.data.aspect_ratio_grouping,
           eval_hook=eval_hook, eval_period=cfg.test.eval_period,
-          precise_bn_iters=cfg.test.precise_bn.num_iter if cfg.test.precise_bn.enabled else 0)
+          precise_bn_iters=cfg.test.precise_bn.num_iter if cfg.test.precise_bn.enabled else 0,
+          on_iteration=speed_note.iteration_done)
     if val is None:
         return {}
     return evaluate_and_report(model, val, device=device, dist_info=dist_info, output_dir=output_dir,
