@@ -95,6 +95,6 @@ def test_train_det_on_cpu_at_a_slow_size_prints_the_estimate_and_keeps_the_setti
     said = [r.getMessage() for r in caplog.records if r.name == "nasnet_zoo.detection.cpu_speed"]
     assert len(said) == 2, said
     assert "640x533 px (upscaled) from 96x80 images" in said[0] and "--image-size 320" in said[0]
-    assert "s/iter at 640x533 px" in said[1] and "the 1 iterations left" in said[1]
+    assert "s/iter at 640x533 px" in said[1] and "the 1 iteration left" in said[1]
     config = (out / "config.yaml").read_text()
     assert "- 640" in config and "max_size: 640" in config  # the user's settings, unchanged

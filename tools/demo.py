@@ -158,11 +158,10 @@ def run_tool(script: str, *args: str, log: Path | None = None, shown: str = "") 
     are shown if it fails). ``shown`` replaces the arguments in the echoed command (long file lists)."""
     command = [sys.executable, str(REPO / "tools" / script), *args]
     print(f"  $ tools/{script} {shown or ' '.join(args)}", flush=True)
-    if log is not None:
-        print(f"  (its output goes to {log}; about half a minute)", flush=True)
     if log is None:
         subprocess.run(command, check=True)
         return
+    print(f"  (its output goes to {log}; about half a minute)", flush=True)
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:

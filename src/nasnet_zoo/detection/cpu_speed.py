@@ -88,6 +88,6 @@ class CpuSpeedNote:
         elif self._first_done is not None and (done == 1 + MEASURED_ITERS or iteration >= self.max_iter):
             self.measured = (now - self._first_done) / (done - 1)
             left = self.max_iter - iteration
-            log.warning("measured on this CPU: %.1f s/iter at %s; the %d iterations left would take %s. %s "
+            log.warning("measured on this CPU: %.1f s/iter at %s; the %d iteration%s left would take %s. %s "
                         "(docs/detection.md: s/iter at 320, 512 and 800 px).", self.measured, self._where(), left,
-                        _duration(self.measured * left), ADVICE[0].upper() + ADVICE[1:])
+                        "" if left == 1 else "s", _duration(self.measured * left), ADVICE[0].upper() + ADVICE[1:])
