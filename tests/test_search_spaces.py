@@ -198,7 +198,7 @@ def test_evolution_finds_better_cells_than_random_on_the_table(tmp_path):
     for strategy in ("random", "evolution"):
         best[strategy] = [SearchRun(_search(tmp_path, "strategy", strategy, "children", "300", "seed", str(seed),
                                             name=f"{strategy}{seed}"), progress=False,
-                                    tensorboard=False).run()["best_reward"] for seed in range(10)]
+                                    metrics=False).run()["best_reward"] for seed in range(10)]
     assert np.mean(best["evolution"]) > np.mean(best["random"])
 
 

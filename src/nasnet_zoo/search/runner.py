@@ -67,7 +67,7 @@ class SearchRun:
     """One search in one output folder; ``run()`` goes until the journal holds ``children`` children."""
 
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True,
-                 tensorboard: bool = True) -> None:
+                 metrics: bool = True) -> None:
         validate_config(cfg)
         if cfg.reward == "shared":
             raise SearchConfigError("reward 'shared' runs in SharedSearchRun: use make_search(cfg) or run_search(cfg)")
@@ -88,7 +88,7 @@ class SearchRun:
         self._replay_from = state["observed"] if state else 0
         # latencies already journaled are reused, so a resumed search measures only new genotypes
         self.latency = LatencyObjective(cfg.latency, self.journal.records) if cfg.latency.enabled else None
-        self.metrics = MetricsLogger(self.out, step_key="child", tensorboard=tensorboard)
+        self.metrics = MetricsLogger(self.out, step_key="child", enabled=metrics)  # off: journal and state only
         self._state_saved_at = -math.inf  # the first policy update is checkpointed at once
         dump_config(cfg, self.out / CONFIG_NAME)
 
