@@ -286,3 +286,16 @@ def test_the_strategy_benchmark_runs_and_every_figure_is_finite(tmp_path):
         assert figures["budgets"]["30"]["reward_mean"] >= figures["budgets"]["10"]["reward_mean"]
     assert set(result["proxy"]["strategies"]) == set(bench.STRATEGIES)
     assert (tmp_path / "s.png").is_file()
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "search").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_search_recipe_loads_and_its_settings_are_valid(recipe, tmp_path):
+    from nasnet_zoo.search.settings import validate_config
+
+    cfg = load_config(SearchConfig(), recipe, ["output_dir", str(tmp_path / "run")])
+    if cfg.reward in ("proxy", "shared"):  # their data folder is the user's: check everything else
+        cfg.data_dir = str(Path(__file__).parent / "fixtures")
+        with pytest.raises(SearchConfigError, match="CIFAR-10|data"):
+            validate_config(cfg)
+    else:
+        validate_config(cfg)
