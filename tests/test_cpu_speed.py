@@ -37,7 +37,7 @@ def test_slow_cpu_size_says_so_once_then_gives_the_measured_speed(monkeypatch, c
             note.iteration_done(done, done)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and all("\n" not in line for line in lines)
-    assert "800x800 px (upscaled) from 128x128 images" in lines[0] and "will be slow" in lines[0]
+    assert "resize the images to 800x800 px (upscaled from 128x128 images)" in lines[0] and "slow for a CPU" in lines[0]
     assert "--image-size 320" in lines[0] and "configs/det/demo.yaml" in lines[0]
     # iterations 2-4 took 6.5 s: 2.17 s/iter, 996 left
     assert note.measured == pytest.approx(6.5 / 3)
@@ -94,7 +94,7 @@ def test_train_det_on_cpu_at_a_slow_size_prints_the_estimate_and_keeps_the_setti
                  "MODEL.NORM", "GN", "MODEL.GN_GROUPS", "4", "DATA.NUM_WORKERS", "0", "THREADS", "1"]) == 0
     said = [r.getMessage() for r in caplog.records if r.name == "nasnet_zoo.detection.cpu_speed"]
     assert len(said) == 2, said
-    assert "640x533 px (upscaled) from 96x80 images" in said[0] and "--image-size 320" in said[0]
-    assert "s/iter at 640x533 px" in said[1] and "the 1 iteration left" in said[1]
+    assert "640x533 px (upscaled from 96x80 images)" in said[0] and "--image-size 320" in said[0]
+    assert "s/iter at 640x533 px" in said[1] and "1 torch threads" in said[1] and "the 1 iteration left" in said[1]
     config = (out / "config.yaml").read_text()
     assert "- 640" in config and "max_size: 640" in config  # the user's settings, unchanged

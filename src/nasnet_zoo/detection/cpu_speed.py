@@ -69,14 +69,15 @@ class CpuSpeedNote:
 
     def _where(self) -> str:
         s = self.size
-        grown = " (upscaled)" if s.short > min(s.original_height, s.original_width) else ""
-        return (f"{s.width}x{s.height} px{grown} from {s.original_width}x{s.original_height} images, "
-                f"{torch.get_num_threads()} torch threads")
+        origin = "upscaled from" if s.short > min(s.original_height, s.original_width) else "from"
+        return f"{s.width}x{s.height} px ({origin} {s.original_width}x{s.original_height} images)"
 
     def start(self) -> None:
         if self.active:
-            log.warning("train-det on a CPU at %s will be slow (tens of seconds per iteration on a few cores); %s. "
-                        "The measured speed follows after %d iterations.", self._where(), ADVICE, MEASURED_ITERS + 1)
+            log.warning("slow for a CPU: INPUT.MIN_SIZE / MAX_SIZE resize the images to %s, which costs seconds "
+                        "to tens of seconds per iteration on a few cores (%d torch threads here); %s. The "
+                        "measured speed follows after %d iterations.", self._where(), torch.get_num_threads(),
+                        ADVICE, MEASURED_ITERS + 1)
 
     def iteration_done(self, done: int, iteration: int) -> None:
         """``done`` iterations run in this process so far; ``iteration`` is the run's count (with resumed ones)."""
@@ -88,6 +89,7 @@ class CpuSpeedNote:
         elif self._first_done is not None and (done == 1 + MEASURED_ITERS or iteration >= self.max_iter):
             self.measured = (now - self._first_done) / (done - 1)
             left = self.max_iter - iteration
-            log.warning("measured on this CPU: %.1f s/iter at %s; the %d iteration%s left would take %s. %s "
-                        "(docs/detection.md: s/iter at 320, 512 and 800 px).", self.measured, self._where(), left,
-                        "" if left == 1 else "s", _duration(self.measured * left), ADVICE[0].upper() + ADVICE[1:])
+            log.warning("measured on this CPU: %.1f s/iter at %s, %d torch threads; the %d iteration%s left would "
+                        "take %s. %s (docs/detection.md: s/iter at 320, 512 and 800 px).", self.measured,
+                        self._where(), torch.get_num_threads(), left, "" if left == 1 else "s",
+                        _duration(self.measured * left), ADVICE[0].upper() + ADVICE[1:])
