@@ -229,12 +229,39 @@ def test_retrain_top_ranks_a_journal(fake_cifar, tmp_path):
     assert [e["reward"] for e in ranked_genotypes(journal.parent)] == [0.72, 0.61]
     rows = retrain_top(journal.parent, 2, recipe="cifar_cpu", data_dir=fake_cifar, max_steps=1,
                        overrides=[*TINY, "solver.batch_size", "8"])
-    assert sorted(r["search_rank"] for r in rows) == [0, 1] and [r["rank"] for r in rows] == [0, 1]
+    assert sorted(r["search_rank"] for r in rows) == [1, 2] and [r["rank"] for r in rows] == [1, 2]
     assert rows[0]["top1"] >= rows[1]["top1"] and all(r["params"] > 0 for r in rows)
     assert json.loads((tmp_path / "search" / "retrain" / "ranking.json").read_text()) == rows
     assert "winner: the search's rank-" in format_ranking(rows)
     rebuilt = load_trained(rows[0]["output_dir"])
     assert rebuilt.genotype.to_dict()["normal"] == rows[0]["genotype"]["normal"]
+
+
+def test_the_trainer_picks_the_cell_the_search_report_ranks_first(tmp_path):
+    """One ranking: a genotype scored twice (0.9, 0.1: mean 0.5) stands below one scored 0.6 once, as in
+    top_genotypes.json, and ranks count from 1 everywhere (rank 0 is read as 1, with a warning)."""
+    from nasnet_zoo.search.report import write_top_genotypes
+    from nasnet_zoo.training.genotype_source import genotype_at_rank
+
+    other = NASNET_A.to_dict()
+    other["normal"]["blocks"][0]["ops"][0] = "max_pool_3x3"
+    records = [{"index": 0, "genotype": NASNET_A.to_dict(), "reward": 0.9, "status": "ok"},
+               {"index": 1, "genotype": other, "reward": 0.6, "status": "ok"},
+               {"index": 2, "genotype": NASNET_A.to_dict(), "reward": 0.1, "status": "ok"}]
+    folder = tmp_path / "search"
+    folder.mkdir()
+    (folder / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    top = write_top_genotypes(folder, records, 10)
+    assert [t["reward"] for t in top] == [0.6, 0.5]
+    for source in (folder, folder / "journal.jsonl", folder / "top_genotypes.json"):
+        first = genotype_at_rank(source, 1)
+        assert first["rank"] == 1 and first["reward"] == 0.6
+        assert first["genotype"].to_dict()["normal"] == other["normal"]
+        assert genotype_at_rank(source, 2)["reward"] == pytest.approx(0.5)
+    with pytest.warns(FutureWarning, match="count from 1"):
+        assert genotype_at_rank(folder, 0)["reward"] == 0.6
+    with pytest.raises(ValueError, match="ranks 2 distinct genotypes"):
+        genotype_at_rank(folder, 3)
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Train or evaluate a NASNet classifier (detectron2 ``train_net.py`` habits).
 
   python tools/train_cls.py --model nasnet_a_cifar --data-dir PATH/cifar-10-batches-py --output-dir runs/cifar
-  python tools/train_cls.py --genotype runs/search1/top_genotypes.json --rank 0 --cells-per-stack 2 --filters 32 ...
+  python tools/train_cls.py --genotype runs/search1/top_genotypes.json --rank 1 --cells-per-stack 2 --filters 32 ...
   torchrun --nproc_per_node=8 tools/train_cls.py --model nasnet_a_mobile --recipe imagenet --data-dir PATH/imagenet
   python tools/train_cls.py --output-dir runs/cifar --resume
   python tools/train_cls.py --model nasnet_a_cifar --weights runs/cifar/model_final.safetensors --eval-only ...
@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--recipe", help="recipe name in configs/cls (cifar, cifar_cpu, imagenet) or a YAML path")
     p.add_argument("--model", help="zoo model name (nasnet_a_cifar, nasnet_a_mobile, ...)")
     p.add_argument("--genotype", help="genotype JSON, search top_genotypes.json or journal.jsonl")
-    p.add_argument("--rank", type=int, help="which genotype of a ranked file (0 = best search reward)")
+    p.add_argument("--rank", type=int, help="which genotype of a search's ranking: 1 = best, as in its top_genotypes.json "
+                   "and printed report (0 still means the best, with a warning)")
     p.add_argument("--cells-per-stack", type=int, help="N of 'N @ F'")
     p.add_argument("--filters", type=int, help="base filter count (num_conv_filters)")
     p.add_argument("--data-dir", help="cifar-10-batches-py, or a folder with train/<class>/ and val/<class>/")

@@ -14,7 +14,7 @@ from nasnet_zoo.configs import config_path
 class ModelSettings:
     name: str = "nasnet_a_cifar"        # registry name; ignored when ``genotype`` is set
     genotype: str = ""                  # genotype JSON, search top_genotypes.json or journal.jsonl
-    rank: int = 0                       # which genotype of a ranked file (0 = best reward)
+    rank: int = 1                       # which genotype of a search's ranking (1 = best, as in top_genotypes.json)
     cells_per_stack: int = 0            # N of "N @ F"; 0 keeps the registry model's own
     filters: int = 0                    # base filters (num_conv_filters); 0 keeps the registry model's own
     stem: str = "cifar"                 # stem of a genotype-built network: "cifar" or "imagenet"

@@ -23,8 +23,9 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
     ``source`` is a search output folder, its ``journal.jsonl`` or ``top_genotypes.json``. ``budget`` takes the
     CLI's short names (``epochs``, ``max_steps``, ``batch_size``, ``lr``, ``data_dir``, ``cells_per_stack``,
     ``filters``, ``device``, ...) on top of ``recipe`` (size defaults: 2 cells per stack, 32 filters);
-    ``overrides`` are further ``KEY VALUE`` pairs. Each child trains in ``output_dir/rank_<i>`` (resumable); the
-    ranking is also written to ``output_dir/ranking.json``.
+    ``overrides`` are further ``KEY VALUE`` pairs. Each child trains in ``output_dir/rank_<i>`` (resumable; i is
+    its search rank, 1 = the report's best); the ranking, also counted from 1, is written to
+    ``output_dir/ranking.json``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -32,12 +33,13 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
     entries = ranked_genotypes(source)[:k]
     out = Path(output_dir) if output_dir else (source if source.is_dir() else source.parent) / "retrain"
     rows = []
-    for search_rank, entry in enumerate(entries):
+    for entry in entries:
+        search_rank = entry["rank"]
         run_dir = out / f"rank_{search_rank}"
         genotype_file = run_dir / "genotype.json"
         atomic_write_json(genotype_file, {"genotype": entry["genotype"].to_dict(), "reward": entry["reward"]})
         cfg = load_config(TrainConfig(), recipe_path(recipe), [
-            *shortcut_overrides(budget), *overrides, "model.genotype", str(genotype_file), "model.rank", "0",
+            *shortcut_overrides(budget), *overrides, "model.genotype", str(genotype_file), "model.rank", "1",
             "output_dir", str(run_dir)])
         cfg.model.cells_per_stack = cfg.model.cells_per_stack or DEFAULT_CELLS_PER_STACK
         cfg.model.filters = cfg.model.filters or DEFAULT_FILTERS
@@ -46,7 +48,7 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
                      "params": result["params"], "output_dir": str(run_dir),
                      "genotype": entry["genotype"].to_dict()})
     rows.sort(key=lambda r: (-r["top1"], r["search_rank"]))
-    for rank, row in enumerate(rows):
+    for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     atomic_write_json(out / RANKING_NAME, rows)
     return rows
