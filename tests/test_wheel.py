@@ -5,19 +5,27 @@ The fresh environment gets the heavy dependencies (torch, torchvision, onnx, ...
 environment's site-packages, so nothing is downloaded or copied. A ``.pth`` line only adds a folder to
 ``sys.path``; the ``.pth`` files inside it (among them the editable install's, which points at ``src/``) are not
 read, so the checkout stays invisible and ``nasnet_zoo`` can only come from the wheel.
+
+The base install (``pip install nasnet-zoo``, no extra) gets a folder of links to exactly the distributions the
+base requirements pull in, resolved from pyproject.toml through this environment's metadata (torch's own
+dependencies included): no extra's package is importable there, and ``pip check`` proves the base complete.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +37,8 @@ pytestmark = pytest.mark.slow
 class Installed:
     """A fresh virtual environment with ``wheel`` installed, and a way to run its Python outside the checkout."""
 
-    def __init__(self, root: Path, wheel: Path) -> None:
+    def __init__(self, root: Path, wheel: Path, dependencies: list[str] | None = None) -> None:
+        """``dependencies``: the site-packages folders to link in (default: every one of this environment)."""
         self.root = root
         self.venv = root / "venv"
         self.python = self.venv / "bin" / "python"
@@ -45,7 +54,7 @@ class Installed:
         self.site = Path(paths["purelib"])
         ours = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
         assert sysconfig.get_paths()["purelib"] in ours
-        (self.site / "_test_wheel_dependencies.pth").write_text("".join(f"{p}\n" for p in ours))
+        (self.site / "_test_wheel_dependencies.pth").write_text("".join(f"{p}\n" for p in dependencies or ours))
 
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(a) for a in args], cwd=self.workdir, env=self.env, capture_output=True,
@@ -141,3 +150,121 @@ def test_detectron2_config_lookup_and_its_error_path(installed: Installed) -> No
     proc = installed.run(installed.python, "-c", command, "train-det", "--engine", "detectron2", "--config-file",
                          found["demo"], check=False)
     assert proc.returncode != 0 and "needs detectron2" in proc.stderr and "--no-build-isolation" in proc.stderr
+
+
+# --- The base install: no extra ------------------------------------------------------------------------------
+
+#: The import names of every extra's packages; none may be importable in the base install.
+EXTRA_MODULES = ("matplotlib", "pycocotools", "sklearn", "tensorboard", "onnx", "onnxruntime", "onnxscript", "ray")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def base_distributions() -> dict[str, importlib.metadata.Distribution]:
+    """The distributions ``pip install nasnet-zoo`` brings: pyproject's base requirements and, recursively, theirs
+    (requirement extras and markers evaluated), as installed in this environment."""
+    requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    found: dict[str, importlib.metadata.Distribution] = {}
+    done: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        dist = importlib.metadata.distribution(req.name)
+        assert req.specifier.contains(dist.version, prereleases=True), (req, dist.version)
+        key = _key(dist.metadata["Name"])
+        found[key] = dist
+        if (key, frozenset(req.extras)) in done:
+            continue
+        done.add((key, frozenset(req.extras)))
+        for line in dist.requires or []:
+            sub = Requirement(line)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ["", *req.extras]):
+                todo.append(sub)
+    return found
+
+
+def link_distributions(dists: dict[str, importlib.metadata.Distribution], target: Path) -> None:
+    """Link each distribution's files into ``target``: a top-level entry as a whole where only these
+    distributions own it, else (a shared namespace folder) its entries one level down."""
+    owners: dict[tuple[str, ...], set[str]] = {}
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or []:
+            if file.parts[0] not in ("..", "__pycache__"):
+                for depth in (1, 2):
+                    owners.setdefault(tuple(file.parts[:depth]), set()).add(_key(dist.metadata["Name"]))
+    ours = set(dists)
+    for key, dist in dists.items():
+        site = Path(str(dist.locate_file("")))
+        for file in dist.files or []:
+            if file.parts[0] in ("..", "__pycache__"):
+                continue
+            parts = file.parts[:1] if owners[file.parts[:1]] <= ours or len(file.parts) == 1 else file.parts[:2]
+            assert owners[parts] <= ours, f"{'/'.join(parts)} is shared with {owners[parts] - ours}"
+            link = target.joinpath(*parts)
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(site.joinpath(*parts))
+
+
+@pytest.fixture(scope="module")
+def base_installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    root = tmp_path_factory.mktemp("base")
+    deps = root / "base-dependencies"
+    link_distributions(base_distributions(), deps)
+    installed = Installed(root, build_wheel(root), dependencies=[str(deps)])
+    # The venv module seeds its own old setuptools, which would shadow the linked one torch requires (pip would
+    # upgrade it in a real install): remove it, so every distribution present is one the base install brings.
+    installed.run(installed.python, "-m", "pip", "uninstall", "-y", "-q", "setuptools")
+    return installed
+
+
+def test_base_install_has_no_extra_and_runs_the_model_api(base_installed: Installed) -> None:
+    check = base_installed.run(base_installed.python, "-m", "pip", "check")  # every requirement of nasnet-zoo met
+    assert "No broken requirements" in check.stdout, check.stdout
+    found = base_installed.python_json(
+        "import importlib.util, json, sys, torch, nasnet_zoo\n"
+        f"extras = {EXTRA_MODULES!r}\n"
+        "absent = [m for m in extras if importlib.util.find_spec(m) is None]\n"
+        "torch.manual_seed(0)\n"
+        "m = nasnet_zoo.create_model('nasnet_a_mobile', num_classes=10).eval()\n"
+        "x = torch.randn(1, 3, 224, 224)\n"
+        "with torch.no_grad():\n"
+        "    maps = m.forward_intermediates(x, indices=3, intermediates_only=True)\n"
+        "    diff = (nasnet_zoo.optimize_for_inference(m)(x) - m(x)).abs().max().item()\n"
+        "print(json.dumps({'absent': absent, 'maps': len(maps), 'diff': diff, 'package': nasnet_zoo.__file__, "
+        "'loaded': [n for n in extras if n in sys.modules]}))")
+    assert found["absent"] == list(EXTRA_MODULES) and found["loaded"] == []
+    assert Path(found["package"]).is_relative_to(base_installed.site)
+    assert found["maps"] == 3 and found["diff"] < 1e-4
+    out = base_installed.run(base_installed.venv / "bin" / "nasnet-zoo", "info", "nasnet_a_mobile").stdout
+    assert "5,289,978" in out
+
+
+def test_base_install_asked_for_coco_evaluation_names_the_extra_in_one_line(base_installed: Installed) -> None:
+    data = base_installed.root / "coco"
+    data.mkdir()
+    Image.new("RGB", (64, 48), (90, 20, 20)).save(data / "1.png")
+    (data / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "1.png", "width": 64, "height": 48}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 30, 20], "iscrowd": 0,
+                         "area": 600}]}))
+    ann = data / "ann.json"
+    proc = base_installed.run(base_installed.venv / "bin" / "nasnet-zoo", "train-det", "--train-images", data,
+                              "--train-ann", ann, "--val-images", data, "--val-ann", ann, "--output-dir",
+                              base_installed.root / "det", "--device", "cpu", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["error: COCO evaluation (pycocotools) needs the 'detection' extra "
+                                        "(pycocotools is not installed): pip install 'nasnet-zoo[detection]'"]
+    # The Python API says the same, and the training data itself loads without pycocotools.
+    found = base_installed.python_json(
+        "import json\nfrom nasnet_zoo.detection.coco import CocoDetection\n"
+        "from nasnet_zoo.detection.evaluate import coco_evaluate\n"
+        f"d = CocoDetection({str(data)!r}, {str(ann)!r}, train=True)\n"
+        "try:\n    coco_evaluate(d, [{'image_id': 1, 'category_id': 1, 'bbox': [8, 8, 30, 20], 'score': 1.0}])\n"
+        "except ImportError as err:\n    message = str(err)\n"
+        "print(json.dumps({'boxes': d[0][1]['boxes'].tolist(), 'message': message}))")
+    assert found["boxes"] == [[8.0, 8.0, 38.0, 28.0]]
+    assert found["message"].endswith("pip install 'nasnet-zoo[detection]'") and "\n" not in found["message"]
