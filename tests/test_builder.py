@@ -1,7 +1,6 @@
 """The one NASNet builder: a name or a genotype plus sizes, whoever asks (trainer, detectors, search children)."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -64,16 +63,11 @@ def test_every_builder_site_goes_through_create_model(monkeypatch, tmp_path):
     assert built[0]["stem"] == "cifar" and built[1]["num_classes"] == 10 and built[2]["num_classes"] == 0
 
 
-def test_identity_schemas_live_with_their_models_and_old_imports_warn():
+def test_identity_schemas_live_with_their_models():
     from nasnet_zoo.detection.builders import detector_identity
     from nasnet_zoo.nasnet import nasnet_identity
     from nasnet_zoo.utils import checkpoint
     assert nasnet_identity(create_model("nasnet_a_cifar", **SMALL))["num_conv_filters"] == 4
     assert detector_identity("d", 3, [1, 2]) == {"model_name": "d", "num_classes": 3, "categories": [1, 2]}
-    with pytest.warns(DeprecationWarning, match="moved to nasnet_zoo.nasnet.nasnet_identity"):
-        assert checkpoint.nasnet_identity is nasnet_identity
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError):
-            checkpoint.no_such_name  # noqa: B018
+    assert not hasattr(checkpoint, "nasnet_identity") and not hasattr(checkpoint, "detector_identity")
     assert not hasattr(nasnet_zoo.genotypes, "GENOTYPES") and not hasattr(nasnet_zoo.NASNetTrunk, "cell_info")

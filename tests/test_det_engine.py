@@ -18,7 +18,8 @@ from nasnet_zoo.detection import build_detector
 from nasnet_zoo.detection.config import DetConfig, SolverConfig
 from nasnet_zoo.detection.engine import lr_factor
 from nasnet_zoo.detection.evaluate import METRIC_NAMES
-from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint, save_checkpoint
+from nasnet_zoo.detection.builders import detector_identity
+from nasnet_zoo.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nasnet_zoo.utils.io import read_jsonl
 from process_helpers import killed_after_logging
 

@@ -20,7 +20,8 @@ import nasnet_zoo
 from nasnet_zoo.cli import export_onnx as cli
 from nasnet_zoo.config import dump_config
 from nasnet_zoo.detection.builders import build_detector
-from nasnet_zoo.utils.checkpoint import detector_identity, save_checkpoint
+from nasnet_zoo.detection.builders import detector_identity
+from nasnet_zoo.utils.checkpoint import save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
 from nasnet_zoo.detection.trained import load_detector
 from nasnet_zoo.onnx import (DetectorGraph, OnnxDetector, OnnxModelError, builtin_detector_cases, run_detector_parity,

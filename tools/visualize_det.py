@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from nasnet_zoo.detection.config import DetConfig
     from nasnet_zoo.detection.run import build_model
     from nasnet_zoo.detection.visualize import save_visualizations
-    from nasnet_zoo.utils.checkpoint import CheckpointError, detector_identity, load_checkpoint
+    from nasnet_zoo.detection.builders import detector_identity
+    from nasnet_zoo.utils.checkpoint import CheckpointError, load_checkpoint
 
     weights = Path(args.weights)
     config_file = Path(args.config_file) if args.config_file else weights.parent / "config.yaml"

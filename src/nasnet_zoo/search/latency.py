@@ -4,7 +4,7 @@ reward = accuracy * (latency / target) ** weight, weight = -0.07 by default (Tan
 constraint: a child twice as slow as the target scores 4.7% less, one twice as fast 5.0% more).
 
 A child's latency is the median wall time of ``runs`` forward passes of ``optimize_for_inference`` applied to
-``build_nasnet(genotype, ...)`` at the stated size (``LatencyConfig``), after ``warmup`` passes, with a fixed
+``create_model(genotype, ...)`` at the stated size (``LatencyConfig``), after ``warmup`` passes, with a fixed
 number of torch threads on CPU (or synchronised CUDA timings). The median resists the bursts of other jobs on
 a shared machine. Latencies are cached per genotype, and a resumed search takes them from its journal, so a
 genotype is measured once per search.
@@ -20,7 +20,7 @@ import torch
 
 from ..genotypes import Genotype
 from ..inference import optimize_for_inference
-from ..nasnet import build_nasnet
+from ..factory import create_model
 from .journal import genotype_key
 
 STEMS = ("cifar", "imagenet")
@@ -105,7 +105,7 @@ def measure_latency_ms(genotype: Genotype, config: LatencyConfig) -> float:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_nasnet(genotype, cells_per_stack=config.cells_per_stack, num_conv_filters=config.filters,
+        model = create_model(genotype, cells_per_stack=config.cells_per_stack, num_conv_filters=config.filters,
                              stem=config.stem, num_classes=config.num_classes, image_size=config.image_size,
                              aux_head=False).eval()
         x = torch.randn(config.batch_size, 3, config.image_size, config.image_size)

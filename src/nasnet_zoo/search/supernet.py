@@ -30,7 +30,8 @@ from torch import nn
 
 from ..genotypes import NUM_CELL_INPUTS, OPS, CellGenotype, Genotype
 from ..layers.ops import BNConfig, ConvBN, FactorizedReduce, build_op
-from ..nasnet import NASNet, NASNetConfig, _STEM_DEFAULTS, _plan_cells, build_nasnet
+from ..factory import create_model
+from ..nasnet import NASNet, NASNetConfig, _STEM_DEFAULTS, _plan_cells
 
 #: Which state occupies each piece of a cell output, and that piece's width: ((state index, channels), ...).
 Layout = tuple[tuple[int, int], ...]
@@ -324,13 +325,13 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def extract(self, genotype: Genotype) -> NASNet:
-        """The stand-alone child (``build_nasnet`` with this supernet's N, F and stem) holding the path's weights.
+        """The stand-alone child (``create_model(genotype, ...)`` with this supernet's N, F and stem) holding the path's weights.
 
         It computes what ``forward(x, genotype)`` computes (in training mode, where both use batch statistics),
         so a searched cell can start its stand-alone training from the shared weights.
         """
         cfg = self.config
-        child = build_nasnet(genotype, cells_per_stack=cfg.cells_per_stack, num_conv_filters=cfg.num_conv_filters,
+        child = create_model(genotype, cells_per_stack=cfg.cells_per_stack, num_conv_filters=cfg.num_conv_filters,
                              stem="cifar", num_classes=cfg.num_classes, image_size=cfg.image_size, aux_head=False)
         child = child.to(self.stem.conv.weight.device)
         _copy(self.stem, child.stem)

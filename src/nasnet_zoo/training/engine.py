@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..config import dump_config
 from ..nasnet import NASNet
+from ..nasnet import nasnet_identity
 from ..utils import checkpoint as ckpt
 from ..utils.distributed import DistInfo, all_reduce_mean, cleanup_distributed, init_distributed
 from ..utils.metrics import MetricsLogger
@@ -135,7 +136,7 @@ class Trainer:
         self.metrics = MetricsLogger(self.out, enabled=info.is_main)
 
     def _restore(self) -> None:
-        state = ckpt.load_checkpoint(self.checkpoint_path, self.model, ckpt.nasnet_identity(self.model),
+        state = ckpt.load_checkpoint(self.checkpoint_path, self.model, nasnet_identity(self.model),
                                      written_by=WRITER, optional=("aux_head.",))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -156,7 +157,7 @@ class Trainer:
             dist.all_gather_object(rngs, ckpt.rng_state())
         if self.setup.info.is_main:
             ckpt.save_checkpoint(self.checkpoint_path, {  # everything to continue at ``step`` as if never stopped
-                "step": step, "architecture": ckpt.nasnet_identity(self.model), "model": self.model.state_dict(),
+                "step": step, "architecture": nasnet_identity(self.model), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": rngs})

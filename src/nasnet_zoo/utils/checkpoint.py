@@ -215,16 +215,3 @@ def _short(value: Any) -> str:
 
 
 #: Identity schemas that lived here before they moved to their models' owners: old imports keep working.
-_MOVED = {"nasnet_identity": "nasnet_zoo.nasnet", "NASNET_STRUCTURE_FIELDS": "nasnet_zoo.nasnet",
-          "detector_identity": "nasnet_zoo.detection.builders",
-          "DETECTOR_IDENTITY_FIELDS": "nasnet_zoo.detection.builders"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-    warnings.warn(f"nasnet_zoo.utils.checkpoint.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module(_MOVED[name]), name)
