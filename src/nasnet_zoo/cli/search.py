@@ -31,6 +31,7 @@ from nasnet_zoo.search.report import write_report
 from nasnet_zoo.search.runner import make_search
 from nasnet_zoo.search.settings import CONFIG_NAME, REWARDS, STRATEGIES, SearchConfig, SearchConfigError
 from nasnet_zoo.search.spaces import SPACES
+from nasnet_zoo.utils.extras import exits_on_missing_extra
 from nasnet_zoo.utils.run_lock import RunFolderBusy, is_main_process, lock_run_folder
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
@@ -156,6 +157,7 @@ def repair(output_dir: str | None) -> int:
     return 0
 
 
+@exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.repair_journal:

@@ -20,6 +20,7 @@ from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.training import TrainConfig, evaluate_only, recipe_path, train
 from nasnet_zoo.training.config import shortcut_overrides
 from nasnet_zoo.utils.checkpoint import CheckpointError
+from nasnet_zoo.utils.extras import exits_on_missing_extra
 from nasnet_zoo.utils.io import DiskFullError
 from nasnet_zoo.utils.run_lock import RunFolderBusy
 
@@ -71,6 +72,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return load_config(TrainConfig(), base, [*shortcut_overrides(flags), *args.opts])
 
 
+@exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
