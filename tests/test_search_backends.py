@@ -115,6 +115,16 @@ def test_proxy_search_on_two_local_workers(tmp_path, cifar_or_digits):
     assert {r["worker"] for r in records} <= {"local-0", "local-1"} and len({r["worker"] for r in records}) == 2
 
 
+def test_evolution_runs_a_proxy_search_on_local_workers(tmp_path, cifar_or_digits):
+    cfg = _proxy_config(tmp_path, cifar_or_digits, "local", 6)
+    cfg.strategy, cfg.evolution.population, cfg.evolution.sample_size = "evolution", 3, 2
+    SearchRun(cfg, progress=False).run()
+    records = read_jsonl(Path(cfg.output_dir) / "journal.jsonl")
+    assert [r["index"] for r in records] == list(range(6)) and all(r["status"] in ("ok", "duplicate") for r in records)
+    population = load_search_state(Path(cfg.output_dir) / STATE_NAME)["strategy"]["population"]
+    assert population == [[r["decisions"], r["reward"]] for r in records[-3:]]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_ray_backend_retries_a_dead_worker_and_runs_a_proxy_search(tmp_path, cifar_or_digits):

@@ -123,9 +123,9 @@ def _search_args(out: Path, cifar_dir: Path, children: int, *flags: str, opts: t
             "--output-dir", str(out), *flags, *TINY, *opts]
 
 
-@pytest.mark.parametrize("strategy", ["ppo", "random"])
+@pytest.mark.parametrize("strategy", ["ppo", "random", "evolution"])
 def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_dir, strategy):
-    """Through the command line for PPO (with the report), through ``run_search`` for random search."""
+    """Through the command line for PPO (with the report), through ``run_search`` for random search and evolution."""
     from nasnet_zoo.genotypes import Genotype
     from nasnet_zoo.search.journal import genotype_key
     from nasnet_zoo.search.shared import load_shared_state
@@ -158,6 +158,8 @@ def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_di
     assert (state["observed"], state["step"], state["round"]) == (15, 9, 3)
     if strategy == "ppo":
         assert state["strategy"]["updates"] == 3 and any("controller/loss" in m for m in metrics)
+    if strategy == "evolution":  # the population is the 10 newest rewarded children
+        assert state["strategy"]["population"] == [[r["decisions"], r["reward"]] for r in records[-10:]]
 
 
 @pytest.mark.slow
