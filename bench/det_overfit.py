@@ -28,7 +28,7 @@ import torch
 from nasnet_zoo.config import load_config
 from nasnet_zoo.configs import config_path
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.run import run
+from nasnet_zoo.detection.engine.runner import run
 from nasnet_zoo.utils.io import atomic_write_json
 
 

@@ -41,10 +41,10 @@ import torch
 from nasnet_zoo.config import load_config
 from nasnet_zoo.configs import config_path
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.coco import CocoDetection
-from nasnet_zoo.detection.engine import FINAL_NAME
-from nasnet_zoo.detection.evaluate import coco_evaluate, to_coco_results
-from nasnet_zoo.detection.trained import load_detector
+from nasnet_zoo.detection.data.coco import CocoDetection
+from nasnet_zoo.detection.engine.train_loop import FINAL_NAME
+from nasnet_zoo.detection.evaluation.coco_evaluation import coco_evaluate, to_coco_results
+from nasnet_zoo.detection.modeling.trained import load_detector
 from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.utils.io import atomic_write_json
 
@@ -133,7 +133,7 @@ def tradeoff_row(design: str, weights: Path, proposals: int, max_images: int) ->
 
 def memory_child(arch: str, chunk: int, size: int, proposals: int, nms: float) -> dict[str, Any]:
     """In this (fresh) process: build the untrained C4 detector, run one forward, report memory and time."""
-    from nasnet_zoo.detection.builders import build_detector
+    from nasnet_zoo.detection.modeling.builders import build_detector
 
     torch.manual_seed(0)
     model = build_detector(f"fasterrcnn_nasnet_a_{arch}_c4", num_classes=91, min_size=size, max_size=size,

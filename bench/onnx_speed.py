@@ -126,7 +126,7 @@ def bench_classifier(workdir: Path, batches: list[int], reps: int, warmup: int, 
 
 @torch.no_grad()
 def bench_detector(workdir: Path, reps: int, warmup: int, threads: int) -> dict:
-    from nasnet_zoo.detection.builders import build_detector
+    from nasnet_zoo.detection.modeling.builders import build_detector
     from nasnet_zoo.onnx import export_detector, run_detector_parity, torch_detections
     torch.manual_seed(0)
     model = build_detector("fasterrcnn_nasnet_a_mobile_fpn", num_classes=91).eval()

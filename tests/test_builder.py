@@ -64,7 +64,7 @@ def test_every_builder_site_goes_through_create_model(monkeypatch, tmp_path):
 
 
 def test_identity_schemas_live_with_their_models():
-    from nasnet_zoo.detection.builders import detector_identity
+    from nasnet_zoo.detection.modeling.builders import detector_identity
     from nasnet_zoo.nasnet import nasnet_identity
     from nasnet_zoo.utils import checkpoint
     assert nasnet_identity(create_model("nasnet_a_cifar", **SMALL))["num_conv_filters"] == 4

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nasnet_zoo.detection import cpu_speed
-from nasnet_zoo.detection.cpu_speed import CpuSpeedNote, resized_size
+from nasnet_zoo.detection.engine import cpu_speed
+from nasnet_zoo.detection.engine.cpu_speed import CpuSpeedNote, resized_size
 
 CPU = torch.device("cpu")
 
@@ -31,7 +31,7 @@ def test_slow_cpu_size_says_so_once_then_gives_the_measured_speed(monkeypatch, c
     clock = iter([10.0, 12.0, 14.0, 16.5, 99.0, 99.0])
     monkeypatch.setattr(cpu_speed.time, "perf_counter", lambda: next(clock))
     note = CpuSpeedNote(resized_size([(128, 128)], [800], 1333), CPU, max_iter=1000)
-    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.detection.cpu_speed"):
+    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.detection.engine.cpu_speed"):
         note.start()
         for done in range(1, 7):
             note.iteration_done(done, done)
@@ -49,7 +49,7 @@ def test_short_runs_report_at_their_last_iteration(monkeypatch, caplog) -> None:
     clock = iter([1.0, 4.0])
     monkeypatch.setattr(cpu_speed.time, "perf_counter", lambda: next(clock))
     note = CpuSpeedNote(resized_size([(600, 800)], [800], 1333), CPU, max_iter=2)
-    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.detection.cpu_speed"):
+    with caplog.at_level(logging.WARNING, logger="nasnet_zoo.detection.engine.cpu_speed"):
         note.iteration_done(1, 1)
         note.iteration_done(2, 2)
     assert note.measured == pytest.approx(3.0) and "3.0 s/iter" in caplog.text
@@ -85,14 +85,14 @@ def test_train_det_on_cpu_at_a_slow_size_prints_the_estimate_and_keeps_the_setti
                                           for i in (1, 2)], "annotations": anns,
                                "categories": [{"id": 1, "name": "thing"}]}))
     out = tmp_path / "run"
-    caplog.set_level(logging.WARNING, logger="nasnet_zoo.detection.cpu_speed")
+    caplog.set_level(logging.WARNING, logger="nasnet_zoo.detection.engine.cpu_speed")
     assert main(["--train-images", str(images), "--train-ann", str(ann), "--output-dir", str(out),
                  "--device", "cpu", "--max-iter", "5", "--batch-size", "1", "--image-size", "640",
                  "MODEL.BACKBONE_ARGS", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5}",
                  "MODEL.OPTIONS", "{fpn_channels: 16, box_head_dim: 32, rpn_pre_nms_top_n_train: 100, "
                  "rpn_post_nms_top_n_train: 50, box_batch_size_per_image: 32, rpn_batch_size_per_image: 32}",
                  "MODEL.NORM", "GN", "MODEL.GN_GROUPS", "4", "DATA.NUM_WORKERS", "0", "THREADS", "1"]) == 0
-    said = [r.getMessage() for r in caplog.records if r.name == "nasnet_zoo.detection.cpu_speed"]
+    said = [r.getMessage() for r in caplog.records if r.name == "nasnet_zoo.detection.engine.cpu_speed"]
     assert len(said) == 2, said
     assert "640x533 px (upscaled from 96x80 images)" in said[0] and "--image-size 320" in said[0]
     assert "s/iter at 640x533 px" in said[1] and "1 torch threads" in said[1] and "the 1 iteration left" in said[1]

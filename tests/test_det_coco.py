@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
-from nasnet_zoo.detection.coco import CategoryMap, CocoDetection, CocoFormatError
-from nasnet_zoo.detection.demo_data import CATEGORY_IDS, DigitsSpec, build_digits_dataset
-from nasnet_zoo.detection.evaluate import METRIC_NAMES, coco_evaluate
-from nasnet_zoo.detection.samplers import GroupedBatchSampler, aspect_ratio_groups
-from nasnet_zoo.detection.transforms import RandomHorizontalFlip
+from nasnet_zoo.detection.data.coco import CategoryMap, CocoDetection, CocoFormatError
+from nasnet_zoo.detection.data.demo_data import CATEGORY_IDS, DigitsSpec, build_digits_dataset
+from nasnet_zoo.detection.evaluation.coco_evaluation import METRIC_NAMES, coco_evaluate
+from nasnet_zoo.detection.data.samplers import GroupedBatchSampler, aspect_ratio_groups
+from nasnet_zoo.detection.data.transforms import RandomHorizontalFlip
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_detector_fits_real_coco_boxes(coco_tiny, tmp_path):
     evaluation writes the 12 numbers."""
     from nasnet_zoo.config import load_config
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.run import run
+    from nasnet_zoo.detection.engine.runner import run
 
     ann = str(coco_tiny / "annotations" / "instances_train2017.json")
     images = str(coco_tiny / "train2017")

@@ -16,9 +16,9 @@ import torch
 from nasnet_zoo.config import load_config
 from nasnet_zoo.detection import build_detector
 from nasnet_zoo.detection.config import DetConfig, SolverConfig
-from nasnet_zoo.detection.engine import lr_factor
-from nasnet_zoo.detection.evaluate import METRIC_NAMES
-from nasnet_zoo.detection.builders import detector_identity
+from nasnet_zoo.detection.engine.train_loop import lr_factor
+from nasnet_zoo.detection.evaluation.coco_evaluation import METRIC_NAMES
+from nasnet_zoo.detection.modeling.builders import detector_identity
 from nasnet_zoo.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nasnet_zoo.utils.io import read_jsonl
 from process_helpers import killed_after_logging
@@ -119,9 +119,9 @@ def _ground_truth_as_detections(dataset, shift: float) -> tuple[list[dict], list
 def test_coco_metrics_of_perfect_and_shifted_boxes(tmp_path):
     """The evaluator the runs report: ground truth scores AP 1; boxes shifted by a quarter width (IoU 0.6)
     pass IoU 0.5 but not 0.75, a half width (IoU 1/3) passes neither."""
-    from nasnet_zoo.detection.coco import CocoDetection
-    from nasnet_zoo.detection.demo_data import DigitsSpec, build_digits_dataset
-    from nasnet_zoo.detection.evaluate import coco_evaluate, to_coco_results
+    from nasnet_zoo.detection.data.coco import CocoDetection
+    from nasnet_zoo.detection.data.demo_data import DigitsSpec, build_digits_dataset
+    from nasnet_zoo.detection.evaluation.coco_evaluation import coco_evaluate, to_coco_results
 
     paths = build_digits_dataset(DigitsSpec(num_train=2, num_val=6, canvas=96), root=tmp_path)
     dataset = CocoDetection(paths.val_images, paths.val_ann, train=False)
@@ -165,7 +165,7 @@ def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path,
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(home, tmp_path, monkeypatch):
     import torchvision.models.detection.roi_heads as roi_heads
-    from nasnet_zoo.detection.run import run
+    from nasnet_zoo.detection.engine.runner import run
 
     calls = {"n": 0}
     real_loss = roi_heads.fastrcnn_loss

@@ -12,8 +12,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from nasnet_zoo import NASNET_A, build_nasnet, create_model
 from nasnet_zoo.detection import (NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone, build_detector,
                                   freeze_batchnorm, list_detectors, set_trainable_stages)
-from nasnet_zoo.detection.backbones import build_part
-from nasnet_zoo.detection.freeze import STAGES, stage_of
+from nasnet_zoo.detection.modeling.backbones import build_part
+from nasnet_zoo.detection.modeling.freeze import STAGES, stage_of
 from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.genotypes import Block, CellGenotype, Genotype
 
@@ -230,7 +230,7 @@ def test_every_shipped_detector_config_builds():
     import nasnet_zoo.configs
     from nasnet_zoo.config import load_config
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.run import build_model
+    from nasnet_zoo.detection.engine.runner import build_model
 
     shipped = sorted((Path(nasnet_zoo.configs.__file__).parent / "det").glob("*.yaml"))
     assert len(shipped) >= 7

@@ -13,9 +13,9 @@ from nasnet_zoo import create_model
 from nasnet_zoo.config import load_config
 from nasnet_zoo.detection import build_detector
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.norms import (check_norm, check_norm_runtime, convert_norm, gn_group_count,
+from nasnet_zoo.detection.modeling.norms import (check_norm, check_norm_runtime, convert_norm, gn_group_count,
                                         small_batch_warning)
-from nasnet_zoo.detection.precise_bn import batchnorm_layers, recompute_bn_stats
+from nasnet_zoo.detection.engine.precise_bn import batchnorm_layers, recompute_bn_stats
 from nasnet_zoo.testing import randomize_batchnorm
 
 TINY = dict(cells_per_stack=1, num_conv_filters=4, stem_multiplier=0.25)
@@ -201,8 +201,8 @@ def test_precise_bn_averages_the_ranks_under_ddp(tmp_path):
 def test_from_scratch_gn_overfit_holds_in_eval_mode(tmp_path):
     """The twin of bench/det_overfit.py: 4 digit canvases, GN from scratch, batches of 2; COCOeval in eval mode
     on the same images, not the training loss, must show the fit (35-80 s here, by load)."""
-    from nasnet_zoo.detection.demo_data import DigitsSpec, build_digits_dataset
-    from nasnet_zoo.detection.run import run
+    from nasnet_zoo.detection.data.demo_data import DigitsSpec, build_digits_dataset
+    from nasnet_zoo.detection.engine.runner import run
 
     paths = build_digits_dataset(DigitsSpec(num_train=4, num_val=1, canvas=64, min_digit=20, max_digit=30,
                                             max_per_image=1), root=tmp_path / "data")

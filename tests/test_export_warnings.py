@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from nasnet_zoo.detection.builders import build_detector
+from nasnet_zoo.detection.modeling.builders import build_detector
 from nasnet_zoo.onnx.detector import export_detector
 from nasnet_zoo.onnx.quiet import KNOWN_EXPORT_WARNINGS, known_export_warnings_filtered
 

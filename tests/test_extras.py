@@ -118,8 +118,8 @@ def test_every_extra_named_in_the_code_is_defined_and_the_base_is_small() -> Non
 
 def test_training_data_loads_without_pycocotools_and_evaluation_names_the_extra(tiny_coco: Path,
                                                                                monkeypatch) -> None:
-    from nasnet_zoo.detection.coco import CocoDetection
-    from nasnet_zoo.detection.evaluate import coco_evaluate
+    from nasnet_zoo.detection.data.coco import CocoDetection
+    from nasnet_zoo.detection.evaluation.coco_evaluation import coco_evaluate
     hide(monkeypatch, "pycocotools")
     dataset = CocoDetection(tiny_coco, tiny_coco / "ann.json", train=True)
     image, target = dataset[0]
@@ -155,7 +155,7 @@ def test_drawing_cells_needs_viz(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_detection_pictures_fall_back_to_pil_font_without_matplotlib(monkeypatch, recwarn) -> None:
-    from nasnet_zoo.detection.visualize import draw_boxes
+    from nasnet_zoo.detection.evaluation.visualize import draw_boxes
     hide(monkeypatch, "matplotlib")
     canvas = torch.zeros(3, 64, 64, dtype=torch.uint8)
     out = draw_boxes(canvas, torch.tensor([[4.0, 4.0, 40.0, 40.0]]), ["digit 7"])
@@ -188,7 +188,7 @@ def test_export_onnx_program_names_the_extra_before_any_work(monkeypatch, capsys
 
 
 def test_demo_data_names_the_demo_extra(monkeypatch) -> None:
-    from nasnet_zoo.detection.demo_data import load_digit_images
+    from nasnet_zoo.detection.data.demo_data import load_digit_images
     hide(monkeypatch, "sklearn")
     with pytest.raises(MissingExtra) as caught:
         load_digit_images(0, 0.3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nasnet_zoo.detection.builders import build_detector
+from nasnet_zoo.detection.modeling.builders import build_detector
 from nasnet_zoo.genotypes import NASNET_A, Genotype
 from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.inference.fused_cell import FusedCell

@@ -19,11 +19,11 @@ from PIL import Image
 import nasnet_zoo
 from nasnet_zoo.cli import export_onnx as cli
 from nasnet_zoo.config import dump_config
-from nasnet_zoo.detection.builders import build_detector
-from nasnet_zoo.detection.builders import detector_identity
+from nasnet_zoo.detection.modeling.builders import build_detector
+from nasnet_zoo.detection.modeling.builders import detector_identity
 from nasnet_zoo.utils.checkpoint import save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.trained import load_detector
+from nasnet_zoo.detection.modeling.trained import load_detector
 from nasnet_zoo.onnx import (DetectorGraph, OnnxDetector, OnnxModelError, builtin_detector_cases, run_detector_parity,
                              torch_detections)
 from nasnet_zoo.onnx.parity import synthetic_image

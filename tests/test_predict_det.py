@@ -17,11 +17,11 @@ from pycocotools.coco import COCO
 
 from nasnet_zoo.cli.predict_det import main
 from nasnet_zoo.config import dump_config
-from nasnet_zoo.detection.builders import build_detector
-from nasnet_zoo.detection.builders import detector_identity
+from nasnet_zoo.detection.modeling.builders import build_detector
+from nasnet_zoo.detection.modeling.builders import detector_identity
 from nasnet_zoo.utils.checkpoint import save_checkpoint
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.predict import PredictError, expand_inputs, load_predictor, predict_images
+from nasnet_zoo.detection.engine.predict import PredictError, expand_inputs, load_predictor, predict_images
 from nasnet_zoo.onnx import export_detector
 from nasnet_zoo.onnx.parity import synthetic_image
 

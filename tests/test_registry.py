@@ -6,7 +6,8 @@ from torch import nn
 
 import nasnet_zoo
 from nasnet_zoo import registry
-from nasnet_zoo.detection import builders, list_detectors, register_detector
+from nasnet_zoo.detection import list_detectors, register_detector
+from nasnet_zoo.detection.modeling import builders
 
 
 def test_classifiers_and_detectors_live_in_the_one_registry():

@@ -377,13 +377,13 @@ def evil_checkpoint(tmp_path) -> tuple[Path, Path]:
 
 
 def _load_detector(path: Path) -> None:
-    from nasnet_zoo.detection.trained import load_detector
+    from nasnet_zoo.detection.modeling.trained import load_detector
     load_detector("fasterrcnn_nasnet_a_mobile_fpn", path)
 
 
 def _load_backbone(path: Path) -> None:
     from nasnet_zoo import create_model
-    from nasnet_zoo.detection.builders import _load_classifier_state
+    from nasnet_zoo.detection.modeling.builders import _load_classifier_state
     _load_classifier_state(create_model("nasnet_a_cifar", num_classes=0, aux_head=False), path)
 
 
@@ -497,7 +497,7 @@ def coco_with_bad_images(tmp_path) -> tuple[Path, Path]:
 
 
 def test_bad_images_fail_by_name_or_are_listed_together_or_skipped(coco_with_bad_images):
-    from nasnet_zoo.detection.coco import CocoDetection, CocoFormatError
+    from nasnet_zoo.detection.data.coco import CocoDetection, CocoFormatError
     images, ann = coco_with_bad_images
     dataset = CocoDetection(images, ann, train=True)
     with pytest.raises(CocoFormatError, match=r"cannot read image .*003\.jpg \(image id 3\): .*DATA.CHECK_IMAGES"):
@@ -521,8 +521,8 @@ def _det_config(tmp_path: Path, images: Path, ann: Path, *extra: str):
 
 
 def test_check_images_lists_every_unreadable_image_before_training(tmp_path, coco_with_bad_images):
-    from nasnet_zoo.detection.coco import CocoFormatError
-    from nasnet_zoo.detection.run import run
+    from nasnet_zoo.detection.data.coco import CocoFormatError
+    from nasnet_zoo.detection.engine.runner import run
     images, ann = coco_with_bad_images
     threads = torch.get_num_threads()
     try:
@@ -539,7 +539,7 @@ def test_check_images_lists_every_unreadable_image_before_training(tmp_path, coc
 
 
 def test_skip_bad_images_keeps_training_and_counts_them(tmp_path, coco_with_bad_images):
-    from nasnet_zoo.detection.run import run
+    from nasnet_zoo.detection.engine.runner import run
     images, ann = coco_with_bad_images
     threads = torch.get_num_threads()
     try:

@@ -260,8 +260,8 @@ def test_base_install_asked_for_coco_evaluation_names_the_extra_in_one_line(base
                                         "(pycocotools is not installed): pip install 'nasnet-zoo[detection]'"]
     # The Python API says the same, and the training data itself loads without pycocotools.
     found = base_installed.python_json(
-        "import json\nfrom nasnet_zoo.detection.coco import CocoDetection\n"
-        "from nasnet_zoo.detection.evaluate import coco_evaluate\n"
+        "import json\nfrom nasnet_zoo.detection.data.coco import CocoDetection\n"
+        "from nasnet_zoo.detection.evaluation.coco_evaluation import coco_evaluate\n"
         f"d = CocoDetection({str(data)!r}, {str(ann)!r}, train=True)\n"
         "try:\n    coco_evaluate(d, [{'image_id': 1, 'category_id': 1, 'bbox': [8, 8, 30, 20], 'score': 1.0}])\n"
         "except ImportError as err:\n    message = str(err)\n"

@@ -97,7 +97,7 @@ def export_and_check_classifier(args: argparse.Namespace, images: list[np.ndarra
 
 
 def export_and_check_detector(args: argparse.Namespace, images: list[np.ndarray]) -> dict[str, Any]:
-    from nasnet_zoo.detection.trained import category_names, load_detector
+    from nasnet_zoo.detection.modeling.trained import category_names, load_detector
     from nasnet_zoo.onnx import OnnxDetector, builtin_detector_cases, run_detector_parity
     from nasnet_zoo.onnx.detector import export_detector, torch_detections
     model, category_ids, run_annotations = load_detector(args.detector, args.checkpoint, args.config_file, args.opts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from nasnet_zoo.detection.predict import PredictError, format_summary, load_predictor, predict_images
+from nasnet_zoo.detection.engine.predict import PredictError, format_summary, load_predictor, predict_images
 from nasnet_zoo.utils.extras import exits_on_missing_extra
 
 

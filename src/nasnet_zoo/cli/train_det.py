@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.getLogger("nasnet_zoo").setLevel(logging.DEBUG)
     from nasnet_zoo.config import ConfigError, load_config
-    from nasnet_zoo.detection.coco import CocoFormatError
+    from nasnet_zoo.detection.data.coco import CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.run import run, uses_demo_data
+    from nasnet_zoo.detection.engine.runner import run, uses_demo_data
     from nasnet_zoo.utils.checkpoint import CheckpointError
     from nasnet_zoo.utils.io import DiskFullError
     from nasnet_zoo.utils.run_lock import RunFolderBusy

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .norms import check_norm
+from .modeling.norms import check_norm
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class ModelConfig:
     backbone_args: dict[str, Any] = field(default_factory=dict)
     #: JSON file of a searched genotype, for the generic ``fasterrcnn_nasnet_fpn`` / ``_nas`` builders
     genotype: str = ""
-    #: FrozenBN (pretrained weights), BN, SyncBN (DDP on GPUs) or GN (from scratch); see detection/norms.py
+    #: FrozenBN (pretrained weights), BN, SyncBN (DDP on GPUs) or GN (from scratch); see detection/modeling/norms.py
     norm: str = "FrozenBN"
     #: GroupNorm groups: a layer of C channels gets the largest divisor of C that is <= GN_GROUPS
     gn_groups: int = 32

@@ -19,8 +19,8 @@ from torch import nn
 from nasnet_zoo import Genotype, NASNetFeatures, create_model
 from nasnet_zoo.nasnet import NASNetTrunk
 
-from ..backbones import NASNetBoxHead, NASNetRPNBackbone, build_part
-from ..freeze import NUM_STAGES, STAGES, freeze_batchnorm, set_trainable_stages, stage_name
+from ..modeling.backbones import NASNetBoxHead, NASNetRPNBackbone, build_part
+from ..modeling.freeze import NUM_STAGES, STAGES, freeze_batchnorm, set_trainable_stages, stage_name
 from .config import NORMS, nasnet_overrides
 
 SIZE_DIVISIBILITY = 32

@@ -17,7 +17,7 @@ from nasnet_zoo import NASNetFeatures, create_model, is_model
 from nasnet_zoo.utils.checkpoint import CheckpointError, fit_state_dict, read_checkpoint
 from nasnet_zoo.utils.io import atomic_torch_save, atomic_write_text
 
-from ..backbones import NASNetBoxHead, NASNetRPNBackbone
+from ..modeling.backbones import NASNetBoxHead, NASNetRPNBackbone
 
 #: Modules that hold NASNet parts under the classifier's own names (``stem.*``, ``cells.<name>.*``).
 NASNET_PARTS = (NASNetFeatures, NASNetRPNBackbone, NASNetBoxHead)

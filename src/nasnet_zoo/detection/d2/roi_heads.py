@@ -9,7 +9,7 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
-from ..backbones import NASNetBoxHead
+from ..modeling.backbones import NASNetBoxHead
 from .backbone import NASNetC4Head, build_configured_nasnet
 
 

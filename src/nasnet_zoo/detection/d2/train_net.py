@@ -29,8 +29,8 @@ from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.run_lock import RunLock, lock_run_folder
 
 from ..config import DemoConfig
-from ..demo_data import DigitsSpec, build_digits_dataset
-from ..demo_pretrain import pretrain_on_digits
+from ..data.demo_data import DigitsSpec, build_digits_dataset
+from ..engine.demo_pretrain import pretrain_on_digits
 from .checkpoint import NASNetCheckpointer
 from .config import add_nasnet_config, nasnet_overrides
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from nasnet_zoo.utils.extras import require
 
-from .coco import CocoDetection, collate
+from ..data.coco import CocoDetection, collate
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from nasnet_zoo.hub import cache_dir as nasnet_cache_dir
 from nasnet_zoo.factory import create_model
 from nasnet_zoo.utils.io import atomic_torch_save
 
-from .demo_data import DigitsSpec, load_digit_images, render_digit
+from ..data.demo_data import DigitsSpec, load_digit_images, render_digit
 
 log = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, read_checkpoint
 
     from .builders import detector_identity
-    from .config import DetConfig
-    from .run import WRITER, build_model
+    from ..config import DetConfig
+    from ..engine.runner import WRITER, build_model
 
     checkpoint = Path(checkpoint)
     if saved is None:

@@ -21,12 +21,12 @@ from nasnet_zoo.utils.distributed import DistInfo, all_reduce_mean
 from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.metrics import MetricsLogger
 
-from .coco import CocoDetection, collate
-from .config import SolverConfig
-from .evaluate import coco_evaluate, format_metrics, predict
+from ..data.coco import CocoDetection, collate
+from ..config import SolverConfig
+from ..evaluation.coco_evaluation import coco_evaluate, format_metrics, predict
 from .precise_bn import recompute_bn_stats
-from .samplers import GroupedBatchSampler, aspect_ratio_groups
-from .visualize import save_visualizations
+from ..data.samplers import GroupedBatchSampler, aspect_ratio_groups
+from ..evaluation.visualize import save_visualizations
 
 log = logging.getLogger(__name__)
 

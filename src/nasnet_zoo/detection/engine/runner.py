@@ -16,16 +16,16 @@ from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.run_lock import is_main_process, lock_run_folder
 from nasnet_zoo.utils.seeding import seed_everything
 
-from .builders import build_detector, detector_identity
-from .coco import CocoDetection, CocoFormatError
-from .config import DetConfig
+from ..modeling.builders import build_detector, detector_identity
+from ..data.coco import CocoDetection, CocoFormatError
+from ..config import DetConfig
 from .cpu_speed import CpuSpeedNote, resized_size
-from .demo_data import DigitsSpec, build_digits_dataset
+from ..data.demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
-from .engine import evaluate_and_report, make_train_state, train
-from .evaluate import require_coco_evaluation
-from .norms import check_norm_runtime, small_batch_warning
-from .transforms import RandomHorizontalFlip
+from .train_loop import evaluate_and_report, make_train_state, train
+from ..evaluation.coco_evaluation import require_coco_evaluation
+from ..modeling.norms import check_norm_runtime, small_batch_warning
+from ..data.transforms import RandomHorizontalFlip
 
 log = logging.getLogger(__name__)
 

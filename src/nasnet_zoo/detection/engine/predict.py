@@ -21,7 +21,7 @@ from tqdm import tqdm
 from nasnet_zoo.utils.checkpoint import CheckpointError, read_checkpoint
 from nasnet_zoo.utils.io import atomic_write_json
 
-from .visualize import draw_boxes
+from ..evaluation.visualize import draw_boxes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 RESULTS_NAME = "detections.json"
@@ -90,7 +90,7 @@ def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.Path
     GroupNorm, which cannot be folded."""
     from nasnet_zoo.inference import optimize_for_inference, unfusable_norms
 
-    from .trained import category_names, load_detector
+    from ..modeling.trained import category_names, load_detector
 
     checkpoint = Path(checkpoint)
     try:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
-from .coco import CategoryMap, CocoDetection
+from ..data.coco import CategoryMap, CocoDetection
 
 
 def _font() -> str | None:

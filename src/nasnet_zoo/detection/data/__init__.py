@@ -1,0 +1,1 @@
+"""Detection data: COCO-format datasets, transforms, batch samplers and the embedded demo dataset."""

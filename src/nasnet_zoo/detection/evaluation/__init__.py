@@ -1,0 +1,1 @@
+"""Detector evaluation: COCOeval over a dataset, and pictures of predictions beside the ground truth."""
