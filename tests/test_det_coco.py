@@ -11,9 +11,9 @@ from torch.utils.data import SequentialSampler
 
 from nasnet_zoo.detection.data.coco import CategoryMap, CocoDetection, CocoFormatError
 from nasnet_zoo.detection.data.demo_data import CATEGORY_IDS, DigitsSpec, build_digits_dataset
-from nasnet_zoo.detection.evaluation.coco_evaluation import METRIC_NAMES, coco_evaluate
 from nasnet_zoo.detection.data.samplers import GroupedBatchSampler, aspect_ratio_groups
 from nasnet_zoo.detection.data.transforms import RandomHorizontalFlip
+from nasnet_zoo.detection.evaluation.coco_evaluation import METRIC_NAMES, coco_evaluate
 
 
 @pytest.fixture(scope="module")

@@ -230,7 +230,7 @@ def test_every_shipped_detector_config_builds():
     import nasnet_zoo.configs
     from nasnet_zoo.config import load_config
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.engine.runner import build_model
+    from nasnet_zoo.detection.modeling.trained import build_model
 
     shipped = sorted((Path(nasnet_zoo.configs.__file__).parent / "det").glob("*.yaml"))
     assert len(shipped) >= 7

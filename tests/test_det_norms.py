@@ -92,7 +92,7 @@ def test_frozen_bn_key_still_works_and_maps_onto_norm(caplog):
     assert cfg.model.norm == "GN"
     with pytest.raises(ValueError, match="contradicts MODEL.NORM GN"):
         load_config(DetConfig(), None, ["MODEL.FROZEN_BN", "true", "MODEL.NORM", "GN"]).validate()
-    with pytest.raises(ValueError, match="frozen_bn=True contradicts"):
+    with pytest.raises(ValueError, match="frozen_bn true contradicts norm GN"):
         _detector("GN", frozen_bn=True)
     assert _kinds(_detector("FrozenBN", frozen_bn=False, trainable_stages=4)) == {nn.BatchNorm2d}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasnet_zoo.detection.modeling.builders import build_detector
 from nasnet_zoo.detection.config import DetConfig
-from nasnet_zoo.detection.engine.runner import build_model
+from nasnet_zoo.detection.modeling.builders import build_detector
+from nasnet_zoo.detection.modeling.trained import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BACKBONE = {"cells_per_stack": 1, "num_conv_filters": 8}

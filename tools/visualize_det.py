@@ -29,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nasnet_zoo.config import load_config
-    from nasnet_zoo.detection.data.coco import CocoDetection, CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.engine.runner import build_model
+    from nasnet_zoo.detection.data.coco import CocoDetection, CocoFormatError
     from nasnet_zoo.detection.evaluation.visualize import save_visualizations
     from nasnet_zoo.detection.modeling.builders import detector_identity
+    from nasnet_zoo.detection.modeling.trained import build_model
     from nasnet_zoo.utils.checkpoint import CheckpointError, load_checkpoint
 
     weights = Path(args.weights)

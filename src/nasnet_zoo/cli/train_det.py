@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     from nasnet_zoo.config import ConfigError, load_config
     from nasnet_zoo.detection.data.coco import CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
-    from nasnet_zoo.detection.engine.runner import run, uses_demo_data
+    from nasnet_zoo.detection.data.demo_data import uses_demo_data
+    from nasnet_zoo.detection.engine.runner import run
     from nasnet_zoo.utils.checkpoint import CheckpointError
     from nasnet_zoo.utils.io import DiskFullError
     from nasnet_zoo.utils.run_lock import RunFolderBusy
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(DetConfig(), config_file, flag_overrides(args) + list(args.opts))
     except ConfigError as err:
         sys.exit(f"config error: {err}")
-    demo = uses_demo_data(cfg)
+    demo = uses_demo_data(cfg.data.train_ann, cfg.data.val_ann)
     try:
         metrics = run(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights)
     except RunFolderBusy as err:

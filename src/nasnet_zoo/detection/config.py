@@ -1,13 +1,11 @@
 """Run configuration of ``tools/train_det.py`` (YAML in ``configs/det/`` + ``KEY VALUE`` overrides)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .modeling.norms import check_norm
-
-log = logging.getLogger(__name__)
+from .data.demo_data import DigitsCanvases
+from .modeling.norms import resolve_frozen_bn
 
 
 @dataclass
@@ -96,15 +94,10 @@ class TestConfig:
 
 
 @dataclass
-class DemoConfig:
-    """The embedded dataset (used when no data is given) and its seconds-long backbone pretraining."""
+class DemoConfig(DigitsCanvases):
+    """The embedded dataset (used when no data is given; its fields come first) and its seconds-long backbone
+    pretraining."""
 
-    num_train: int = 600
-    num_val: int = 100
-    canvas: int = 128
-    min_digit: int = 28
-    max_digit: int = 44
-    max_per_image: int = 3
     pretrain_steps: int = 300
     pretrain_batch: int = 32
 
@@ -125,8 +118,9 @@ class DetConfig:
     threads: int = 0
 
     def validate(self) -> None:
-        self._read_frozen_bn()
-        self.model.norm = check_norm(self.model.norm)
+        self.model.norm = resolve_frozen_bn(self.model.norm, self.model.frozen_bn, norm_key="MODEL.NORM",
+                                            frozen_key="MODEL.FROZEN_BN")
+        self.model.frozen_bn = None  # read into MODEL.NORM; the saved config holds NORM alone
         if self.model.gn_groups < 1:
             raise ValueError(f"MODEL.GN_GROUPS must be >= 1, got {self.model.gn_groups}")
         if self.test.precise_bn.num_iter < 0:
@@ -142,18 +136,3 @@ class DetConfig:
             raise ValueError("give both --train-images and --train-ann (or neither, for the embedded demo data)")
         if any(given[2:]) and not all(given[2:]):
             raise ValueError("give both --val-images and --val-ann")
-
-    def _read_frozen_bn(self) -> None:
-        """Map the deprecated MODEL.FROZEN_BN onto MODEL.NORM (true: FrozenBN, false: BN unless NORM says)."""
-        frozen = self.model.frozen_bn
-        if frozen is None:
-            return
-        if not isinstance(frozen, bool):
-            raise ValueError(f"MODEL.FROZEN_BN: expected true/false, got {frozen!r}")
-        norm = check_norm(self.model.norm)
-        if frozen and norm != "FrozenBN":
-            raise ValueError(f"MODEL.FROZEN_BN true contradicts MODEL.NORM {norm}; drop MODEL.FROZEN_BN (deprecated)")
-        if not frozen and norm == "FrozenBN":
-            self.model.norm = "BN"
-        log.warning("MODEL.FROZEN_BN is deprecated; read as MODEL.NORM %s (set MODEL.NORM instead)", self.model.norm)
-        self.model.frozen_bn = None

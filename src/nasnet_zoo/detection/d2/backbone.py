@@ -20,10 +20,13 @@ from nasnet_zoo import Genotype, NASNetFeatures, create_model
 from nasnet_zoo.nasnet import NASNetTrunk
 
 from ..modeling.backbones import NASNetBoxHead, NASNetRPNBackbone, build_part
-from ..modeling.freeze import NUM_STAGES, STAGES, freeze_batchnorm, set_trainable_stages, stage_name
-from .config import NORMS, nasnet_overrides
+from ..modeling.freeze import freeze_stages, stage_name
+from ..modeling.norms import NORMS, convert_norm
+from .config import nasnet_overrides
 
 SIZE_DIVISIBILITY = 32
+#: The norms of ``MODEL.NASNET.NORM``: the torchvision engine's, less GN (the torchvision engine only).
+D2_NORMS = tuple(n for n in NORMS if n != "GN")
 
 
 def build_configured_nasnet(cfg: CfgNode, part: Callable[[NASNetTrunk], NASNetTrunk] | None = None) -> NASNetTrunk:
@@ -31,30 +34,20 @@ def build_configured_nasnet(cfg: CfgNode, part: Callable[[NASNetTrunk], NASNetTr
     with its norm set and the first FREEZE_AT stages frozen.
 
     Only the part's own modules are allocated (``build_part``). Frozen stages also get frozen BN statistics, so
-    that "BN" and "SyncBN" only update the trained stages.
+    that "BN" and "SyncBN" only update the trained stages (``convert_norm``, as in the torchvision engine).
     """
     nas = cfg.MODEL.NASNET
-    freeze_at, norm = nas.FREEZE_AT, nas.NORM
-    if norm not in NORMS:
-        raise ValueError(f"MODEL.NASNET.NORM={norm!r} is not supported; use one of {NORMS}")
-    if not 0 <= freeze_at <= NUM_STAGES:
-        raise ValueError(f"MODEL.NASNET.FREEZE_AT must be in [0, {NUM_STAGES}] (k freezes the first k of "
-                         f"{', '.join(STAGES)}: strides <= 4, 8, 16, 32), got {freeze_at}")
+    norm = nas.NORM
+    if norm not in D2_NORMS:
+        raise ValueError(f"MODEL.NASNET.NORM={norm!r} is not supported; use one of {D2_NORMS}")
     # Headless, and drop path off: detectron2's training loop never schedules it.
     settings = dict(num_classes=0, aux_head=False, drop_path_keep_prob=1.0, **nasnet_overrides(cfg))
     if nas.GENOTYPE_FILE and not (nas.CELLS_PER_STACK and nas.NUM_CONV_FILTERS):
         raise ValueError("MODEL.NASNET.GENOTYPE_FILE needs MODEL.NASNET.CELLS_PER_STACK and NUM_CONV_FILTERS")
     arch = Genotype.load(nas.GENOTYPE_FILE) if nas.GENOTYPE_FILE else nas.ARCH
     model = build_part(lambda: create_model(arch, **settings), part or (lambda whole: whole))  # type: ignore[arg-type]
-    set_trainable_stages(model, NUM_STAGES - freeze_at)
-    if norm == "FrozenBN":
-        return freeze_batchnorm(model)  # type: ignore[return-value]
-    for piece in [model.stem, *model.cells.values()]:
-        if piece is not None and not any(p.requires_grad for p in piece.parameters()):
-            freeze_batchnorm(piece)
-    if norm == "SyncBN":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
+    freeze_stages(model, nas.FREEZE_AT, key="MODEL.NASNET.FREEZE_AT")
+    return convert_norm(model, norm)  # type: ignore[return-value]
 
 
 class NASNetBackbone(Backbone):

@@ -6,9 +6,6 @@ from typing import Any
 from detectron2.config import CfgNode
 
 
-NORMS = ("FrozenBN", "BN", "SyncBN")
-
-
 def nasnet_overrides(cfg: CfgNode) -> dict[str, Any]:
     """The ``NASNetConfig`` fields that ``MODEL.NASNET`` sets (the torchvision engine's BACKBONE_ARGS)."""
     nas = cfg.MODEL.NASNET

@@ -13,7 +13,7 @@ import os
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import torch
 from detectron2.config import CfgNode, get_cfg
@@ -29,7 +29,8 @@ from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.run_lock import RunLock, lock_run_folder
 
 from ..config import DemoConfig
-from ..data.demo_data import DigitsSpec, build_digits_dataset
+from ..data.demo_data import DigitsSpec, build_digits_dataset, uses_demo_data
+from ..engine.comm import main_process_first
 from ..engine.demo_pretrain import pretrain_on_digits
 from .checkpoint import NASNetCheckpointer
 from .config import add_nasnet_config, nasnet_overrides
@@ -37,7 +38,6 @@ from .config import add_nasnet_config, nasnet_overrides
 TRAIN_DATASET, VAL_DATASET = "nasnet_zoo_train", "nasnet_zoo_val"
 DEMO_CONFIG = CONFIG_ROOT / "detectron2" / "faster_rcnn_nasnet_digits_demo.yaml"
 logger = logging.getLogger("nasnet_zoo.detection.d2")
-T = TypeVar("T")
 
 
 class ProgressBar(HookBase):
@@ -91,26 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def uses_demo_data(args: argparse.Namespace) -> bool:
-    """No config and no data: run the embedded digits demo, as the torchvision engine does."""
-    return not args.config_file and not any((args.train_images, args.train_ann, args.val_images, args.val_ann))
-
-
-def main_process_first(fill_cache: Callable[[], T]) -> T:
-    """Rank 0 fills a cache first; the other workers then find it filled."""
-    if comm.is_main_process():
-        result = fill_cache()
-    comm.synchronize()
-    return result if comm.is_main_process() else fill_cache()
-
-
 def digit_pretrained_backbone(cfg: CfgNode, spec: DigitsSpec) -> str:
     """The demo's backbone weights: ``MODEL.NASNET`` pretrained on train-split digits (seconds, cached and
     shared with the torchvision engine's demo)."""
     demo = DemoConfig()
     device = torch.device(cfg.MODEL.DEVICE)
-    return str(main_process_first(lambda: pretrain_on_digits(
-        cfg.MODEL.NASNET.ARCH, nasnet_overrides(cfg), spec, demo.pretrain_steps, demo.pretrain_batch, device=device)))
+    with main_process_first():
+        return str(pretrain_on_digits(cfg.MODEL.NASNET.ARCH, nasnet_overrides(cfg), spec, demo.pretrain_steps,
+                                      demo.pretrain_batch, device=device))
 
 
 def register_coco_json(name: str, images: str, annotations: str, flag: str) -> int:
@@ -153,7 +141,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
     """Config from file, dataset flags, then trailing overrides (which win); adapted to the machine."""
     cfg = get_cfg()
     add_nasnet_config(cfg)
-    demo = uses_demo_data(args)
+    # No config and no data: the embedded digits demo, as in the torchvision engine.
+    demo = not args.config_file and uses_demo_data(args.train_images, args.train_ann, args.val_images, args.val_ann)
     if demo and not DEMO_CONFIG.is_file():
         raise FileNotFoundError(f"the demo config {DEMO_CONFIG} is missing from this installation of nasnet-zoo: "
                                 "reinstall the package, or give --config-file and dataset flags")
@@ -164,7 +153,8 @@ def setup(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_file(config_file)
     spec = DigitsSpec()
     if demo:
-        paths = main_process_first(lambda: build_digits_dataset(spec))
+        with main_process_first():
+            paths = build_digits_dataset(spec)
         args.train_images, args.train_ann = str(paths.train_images), str(paths.train_ann)
         args.val_images, args.val_ann = str(paths.val_images), str(paths.val_ann)
     register_datasets(args, cfg)

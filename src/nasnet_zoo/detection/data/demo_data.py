@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,10 @@ CATEGORY_IDS = tuple(10 + d for d in range(10))
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class DigitsSpec:
-    """What the demo dataset holds; the cache folder name is a hash of it."""
+@dataclass
+class DigitsCanvases:
+    """How many canvases the demo dataset draws, and how: the config's ``DEMO.*`` keys (``DemoConfig``) and the
+    first fields of ``DigitsSpec``."""
 
     num_train: int = 600
     num_val: int = 100
@@ -36,8 +37,24 @@ class DigitsSpec:
     min_digit: int = 28
     max_digit: int = 44
     max_per_image: int = 3
+
+
+@dataclass
+class DigitsSpec(DigitsCanvases):
+    """What the demo dataset holds; the cache folder name is a hash of it."""
+
     val_fraction: float = 0.3
     seed: int = 0
+
+
+def digits_spec(canvases: DigitsCanvases, seed: int) -> DigitsSpec:
+    """The dataset of ``canvases`` (a ``DemoConfig``, say) drawn with ``seed``."""
+    return DigitsSpec(**{f.name: getattr(canvases, f.name) for f in fields(DigitsCanvases)}, seed=seed)
+
+
+def uses_demo_data(*data_paths: str | None) -> bool:
+    """No dataset given (every image folder and annotation file empty): both engines then run the demo data."""
+    return not any(data_paths)
 
 
 def load_digit_images(seed: int, val_fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

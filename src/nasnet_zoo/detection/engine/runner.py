@@ -2,57 +2,41 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from nasnet_zoo.config import dump_config
-from nasnet_zoo.genotypes import Genotype
 from nasnet_zoo.utils.checkpoint import find_checkpoint, load_checkpoint
 from nasnet_zoo.utils.distributed import DistInfo, cleanup_distributed, init_distributed
 from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.run_lock import is_main_process, lock_run_folder
 from nasnet_zoo.utils.seeding import seed_everything
 
-from ..modeling.builders import build_detector, detector_identity
-from ..data.coco import CocoDetection, CocoFormatError
 from ..config import DetConfig
+from ..data.coco import CocoDetection, CocoFormatError
+from ..data.demo_data import build_digits_dataset, digits_spec, uses_demo_data
+from ..data.transforms import RandomHorizontalFlip
+from ..evaluation.coco_evaluation import require_coco_evaluation
+from ..modeling.builders import detector_identity
+from ..modeling.norms import check_norm_runtime, small_batch_warning
+from ..modeling.trained import WRITER, build_model
+from .comm import main_process_first
 from .cpu_speed import CpuSpeedNote, resized_size
-from ..data.demo_data import DigitsSpec, build_digits_dataset
 from .demo_pretrain import pretrain_on_digits
 from .train_loop import evaluate_and_report, make_train_state, train
-from ..evaluation.coco_evaluation import require_coco_evaluation
-from ..modeling.norms import check_norm_runtime, small_batch_warning
-from ..data.transforms import RandomHorizontalFlip
 
 log = logging.getLogger(__name__)
 
-WRITER = "tools/train_det.py"
 BAD_IMAGES_NAME = "bad_images.json"
-
-
-def uses_demo_data(cfg: DetConfig) -> bool:
-    return not (cfg.data.train_ann or cfg.data.val_ann)
-
-
-@contextmanager
-def main_process_first(dist_info: DistInfo) -> Iterator[None]:
-    """Rank 0 runs the block first (it fills a cache); the others run it afterwards and find the cache."""
-    if dist_info.distributed and not dist_info.is_main:
-        torch.distributed.barrier()
-    yield
-    if dist_info.distributed and dist_info.is_main:
-        torch.distributed.barrier()
 
 
 def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo, pretrain: bool = True) -> None:
     """Point the config at the embedded digits dataset and a digit-pretrained backbone (both cached)."""
     demo = cfg.demo
-    spec = DigitsSpec(num_train=demo.num_train, num_val=demo.num_val, canvas=demo.canvas, min_digit=demo.min_digit,
-                      max_digit=demo.max_digit, max_per_image=demo.max_per_image, seed=cfg.seed)
-    with main_process_first(dist_info):
+    spec = digits_spec(demo, seed=cfg.seed)
+    with main_process_first():
         paths = build_digits_dataset(spec)
     if dist_info.is_main:
         print(f"demo data: scikit-learn digits on {spec.canvas}px canvases, {spec.num_train} train / "
@@ -60,7 +44,7 @@ def prepare_demo(cfg: DetConfig, device: torch.device, dist_info: DistInfo, pret
     cfg.data.train_images, cfg.data.train_ann = str(paths.train_images), str(paths.train_ann)
     cfg.data.val_images, cfg.data.val_ann = str(paths.val_images), str(paths.val_ann)
     if pretrain and demo.pretrain_steps > 0 and not cfg.model.backbone_weights:
-        with main_process_first(dist_info):
+        with main_process_first():
             weights = pretrain_on_digits(_backbone_arch(cfg.model.name), cfg.model.backbone_args, spec,
                                          demo.pretrain_steps, demo.pretrain_batch, device=device)
         cfg.model.backbone_weights = str(weights)
@@ -72,23 +56,6 @@ def _backbone_arch(model_name: str) -> str:
             return arch
     raise ValueError(f"demo backbone pretraining needs a named NASNet-A detector, not {model_name!r}; "
                      "set MODEL.BACKBONE_WEIGHTS or DEMO.PRETRAIN_STEPS 0")
-
-
-def build_model(cfg: DetConfig, num_classes: int) -> torch.nn.Module:
-    options: dict[str, Any] = dict(cfg.model.options)
-    if cfg.model.genotype:
-        options["genotype"] = Genotype.load(cfg.model.genotype)
-    weights = cfg.model.backbone_weights or None
-    sizes = list(cfg.input.min_size)
-    if cfg.test.proposals:  # keep the top N after NMS (the RPN still ranks at least N before it)
-        options["rpn_post_nms_top_n_test"] = cfg.test.proposals
-        options["rpn_pre_nms_top_n_test"] = max(cfg.test.proposals, options.get("rpn_pre_nms_top_n_test", 1000))
-    return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
-                          backbone_args=dict(cfg.model.backbone_args), norm=cfg.model.norm,
-                          gn_groups=cfg.model.gn_groups,
-                          trainable_stages=cfg.model.trainable_stages,
-                          min_size=sizes if len(sizes) > 1 else sizes[0], max_size=cfg.input.max_size,
-                          box_detections_per_img=cfg.test.detections_per_img, **options)
 
 
 def _warn_about_norm(cfg: DetConfig, dist_info: DistInfo) -> None:
@@ -151,9 +118,10 @@ def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool
     output_dir.mkdir(parents=True, exist_ok=True)
     if eval_only and not weights:
         raise ValueError("--eval-only needs --weights PATH (for example OUTPUT/model_final.pth)")
-    if cfg.data.val_ann or uses_demo_data(cfg):
+    demo = uses_demo_data(cfg.data.train_ann, cfg.data.val_ann)
+    if cfg.data.val_ann or demo:
         require_coco_evaluation()  # this run evaluates: a missing extra stops it now, not after its training
-    if uses_demo_data(cfg):
+    if demo:
         prepare_demo(cfg, device, dist_info, pretrain=not eval_only)
     # Seed after the demo's (cached or fresh) backbone pretraining, so both paths train the same detector.
     seed_everything(cfg.seed + dist_info.rank)

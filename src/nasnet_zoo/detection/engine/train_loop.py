@@ -21,12 +21,12 @@ from nasnet_zoo.utils.distributed import DistInfo, all_reduce_mean
 from nasnet_zoo.utils.io import atomic_write_json
 from nasnet_zoo.utils.metrics import MetricsLogger
 
-from ..data.coco import CocoDetection, collate
 from ..config import SolverConfig
-from ..evaluation.coco_evaluation import coco_evaluate, format_metrics, predict
-from .precise_bn import recompute_bn_stats
+from ..data.coco import CocoDetection, collate
 from ..data.samplers import GroupedBatchSampler, aspect_ratio_groups
+from ..evaluation.coco_evaluation import coco_evaluate, format_metrics, predict
 from ..evaluation.visualize import save_visualizations
+from .precise_bn import recompute_bn_stats
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from nasnet_zoo.utils.checkpoint import fit_state_dict, read_checkpoint
 
 from .backbones import ConvRPNHead, DeferredRoIAlign, NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone
 from .freeze import set_trainable_stages
-from .norms import check_norm, convert_norm, fpn_norm_layer
+from .norms import convert_norm, fpn_norm_layer, resolve_frozen_bn
 
 _TF_NORM = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -100,16 +100,6 @@ def _make_nasnet(arch: str | None, genotype: Genotype, backbone_args: Mapping[st
     return model  # type: ignore[return-value]
 
 
-def _norm_choice(norm: str, frozen_bn: bool | None) -> str:
-    """``norm``, with the older ``frozen_bn`` flag mapped onto it (True: FrozenBN, False: BN unless norm says)."""
-    norm = check_norm(norm)
-    if frozen_bn is None or (frozen_bn and norm == "FrozenBN"):
-        return norm
-    if frozen_bn:
-        raise ValueError(f"frozen_bn=True contradicts norm={norm!r}; give norm alone")
-    return "BN" if norm == "FrozenBN" else norm
-
-
 def _transform_args(model: NASNet, min_size: int | Sequence[int], max_size: int) -> dict[str, Any]:
     mean = tuple(model.pretrained_cfg.get("mean", _TF_NORM[0]))
     std = tuple(model.pretrained_cfg.get("std", _TF_NORM[1]))
@@ -138,7 +128,7 @@ def fasterrcnn_nasnet_fpn(*, num_classes: int, backbone_weights: str | Mapping[s
     too. ``box_head_convs``: 0 for torchvision's two-FC head, N for N 3x3 convs then one FC (detectron2's
     "NconvNfc" head, torchvision's ``FastRCNNConvFCHead``).
     """
-    norm = _norm_choice(norm, frozen_bn)
+    norm = resolve_frozen_bn(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
     set_trainable_stages(nasnet, trainable_stages)
     backbone = NASNetFPNBackbone(nasnet, fpn_channels, out_indices, norm_layer=fpn_norm_layer(norm))
@@ -176,7 +166,7 @@ def fasterrcnn_nasnet_c4(*, num_classes: int, backbone_weights: str | Mapping[st
     ``roi_output_size`` RoIAligned crops as the second stage, ``box_head_chunk`` crops at a time out of training
     (pooled per chunk too, so memory does not grow with the proposal count).
     ``norm`` (:mod:`.norms`) applies to the cells on both sides of the split."""
-    norm = _norm_choice(norm, frozen_bn)
+    norm = resolve_frozen_bn(norm, frozen_bn)
     nasnet = _make_nasnet(arch, genotype, backbone_args or {}, backbone_weights)
     set_trainable_stages(nasnet, trainable_stages)
     backbone = NASNetRPNBackbone(nasnet)

@@ -45,15 +45,25 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def stage_count(count: int, key: str) -> int:
+    """``count`` when it counts stages (0 to ``NUM_STAGES``), else a ValueError naming ``key`` and the stages."""
+    if not 0 <= count <= NUM_STAGES:
+        raise ValueError(f"{key} must be in [0, {NUM_STAGES}] (a count of the stages {', '.join(STAGES)}: strides "
+                         f"<= 4, 8, 16, 32), got {count}")
+    return count
+
+
 def set_trainable_stages(model: NASNetTrunk, trainable_stages: int) -> None:
     """Keep the last ``trainable_stages`` of ``STAGES`` trainable and freeze the earlier ones (0 freezes all).
 
     Works on a whole NASNet or on any range of its trunk (a backbone or box head holds only some stages).
     """
-    if not 0 <= trainable_stages <= NUM_STAGES:
-        raise ValueError(f"trainable_stages must be in [0, {NUM_STAGES}] (the last k of {', '.join(STAGES)}), "
-                         f"got {trainable_stages}")
-    trainable = set(STAGES[NUM_STAGES - trainable_stages:])
+    trainable = set(STAGES[NUM_STAGES - stage_count(trainable_stages, "trainable_stages"):])
     for info in model.output_info():
         part = model.stem if info["index"] == 0 else model.cells[info["name"]]
         part.requires_grad_(stage_of(info["stride"]) in trainable)
+
+
+def freeze_stages(model: NASNetTrunk, freeze_at: int, key: str = "freeze_at") -> None:
+    """detectron2's count, the inverse of ``trainable_stages``: freeze the first ``freeze_at`` of ``STAGES``."""
+    set_trainable_stages(model, NUM_STAGES - stage_count(freeze_at, key))

@@ -46,6 +46,24 @@ def check_norm(norm: str) -> str:
     raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)} (MODEL.NORM)")
 
 
+def resolve_frozen_bn(norm: str, frozen_bn: bool | None, *, norm_key: str = "norm",
+                      frozen_key: str = "frozen_bn") -> str:
+    """``norm`` with the deprecated ``frozen_bn`` flag read into it (true: FrozenBN; false: BN, or ``norm`` when it
+    names a trained norm), with a deprecation note. One rule for the config key and the builders' keyword, which
+    the messages name (``norm_key``, ``frozen_key``)."""
+    norm = check_norm(norm)
+    if frozen_bn is None:
+        return norm
+    if not isinstance(frozen_bn, bool):
+        raise ValueError(f"{frozen_key}: expected true/false, got {frozen_bn!r}")
+    if frozen_bn and norm != "FrozenBN":
+        raise ValueError(f"{frozen_key} true contradicts {norm_key} {norm}; drop {frozen_key} (deprecated)")
+    if not frozen_bn and norm == "FrozenBN":
+        norm = "BN"
+    log.warning("%s is deprecated; read as %s %s (set %s instead)", frozen_key, norm_key, norm, norm_key)
+    return norm
+
+
 def trains_batchnorm(norm: str) -> bool:
     """True when the norm keeps BatchNorm layers in training mode (their running statistics then matter)."""
     return check_norm(norm) in ("BN", "SyncBN")
@@ -148,4 +166,4 @@ def small_batch_warning(norm: str, images_per_process: int, world_size: int) -> 
 
 
 __all__ = ["NORMS", "check_norm", "check_norm_runtime", "convert_norm", "fpn_norm_layer",
-           "gn_group_count", "group_norm", "small_batch_warning", "trains_batchnorm"]
+           "gn_group_count", "group_norm", "resolve_frozen_bn", "small_batch_warning", "trains_batchnorm"]

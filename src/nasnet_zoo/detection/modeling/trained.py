@@ -1,5 +1,6 @@
-"""A trained detector back from its run: rebuilt as tools/train_det.py built it, with the dataset's category ids
-and names (what the ONNX export and prediction need beside the weights).
+"""A detector from a run's config: built for training by the train-det runner, and built the same way again
+for inference, back from its checkpoint with the dataset's category ids and names (what the ONNX export and
+prediction need beside the weights).
 """
 from __future__ import annotations
 
@@ -9,6 +10,34 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+from nasnet_zoo.config import load_config
+from nasnet_zoo.genotypes import Genotype
+from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, read_checkpoint
+
+from ..config import DetConfig
+from .builders import build_detector, detector_identity
+
+#: The program that writes detector checkpoints (recorded in them, checked when they are read).
+WRITER = "tools/train_det.py"
+
+
+def build_model(cfg: DetConfig, num_classes: int) -> GeneralizedRCNN:
+    """The detector that ``cfg`` describes (``MODEL.*``, input sizes, test-time proposals and detections)."""
+    options: dict[str, Any] = dict(cfg.model.options)
+    if cfg.model.genotype:
+        options["genotype"] = Genotype.load(cfg.model.genotype)
+    weights = cfg.model.backbone_weights or None
+    sizes = list(cfg.input.min_size)
+    if cfg.test.proposals:  # keep the top N after NMS (the RPN still ranks at least N before it)
+        options["rpn_post_nms_top_n_test"] = cfg.test.proposals
+        options["rpn_pre_nms_top_n_test"] = max(cfg.test.proposals, options.get("rpn_pre_nms_top_n_test", 1000))
+    return build_detector(cfg.model.name, num_classes=num_classes, backbone_weights=weights,
+                          backbone_args=dict(cfg.model.backbone_args), norm=cfg.model.norm,
+                          gn_groups=cfg.model.gn_groups,
+                          trainable_stages=cfg.model.trainable_stages,
+                          min_size=sizes if len(sizes) > 1 else sizes[0], max_size=cfg.input.max_size,
+                          box_detections_per_img=cfg.test.detections_per_img, **options)
 
 
 def category_names(category_ids: Sequence[int], annotations: str | os.PathLike | None = None) -> list[str]:
@@ -43,13 +72,6 @@ def load_detector(name: str, checkpoint: str | os.PathLike, config_file: str | o
     The run's config is ``config_file`` or the ``config.yaml`` saved beside the checkpoint. ``saved``: the
     checkpoint's contents when the caller has read them already (the file is then not read again).
     """
-    from nasnet_zoo.config import load_config
-    from nasnet_zoo.utils.checkpoint import CheckpointError, apply_checkpoint, read_checkpoint
-
-    from .builders import detector_identity
-    from ..config import DetConfig
-    from ..engine.runner import WRITER, build_model
-
     checkpoint = Path(checkpoint)
     if saved is None:
         saved = read_checkpoint(checkpoint, written_by=WRITER)  # weights only: nothing in the file can run
