@@ -12,7 +12,8 @@ The held-out images are ``--holdout`` images of the training batches (``ProxyDat
 never trained on; every cell is scored on the first ``--eval-images`` of them, in batches of ``--eval-batch``
 (BatchNorm uses batch statistics, so the batch size is part of the measurement and is the same for every cell).
 
-    flock /tmp/nasnet-heavy.lock python bench/nasbench201_supernet.py                 # CPU size, ~10 min, 2 cores
+    flock /tmp/nasnet-heavy.lock python bench/nasbench201_supernet.py --channels 16 --cells 1 --budget-min 10 \
+        --timing-steps 20            # the CPU size of docs/search.md: 7,180 steps, 10 min on 2 cores
     python bench/nasbench201_supernet.py --steps 20 --random-cells 20 --top 10 --out-dir /tmp/nb201  # smoke test
     python bench/nasbench201_supernet.py --channels 16 --cells 5 --steps 50000 --device cuda        # a GPU size
 """
