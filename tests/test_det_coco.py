@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
+from nasnet_zoo.detection.config import DemoConfig
 from nasnet_zoo.detection.data.coco import CategoryMap, CocoDetection, CocoFormatError
-from nasnet_zoo.detection.data.demo_data import CATEGORY_IDS, DigitsSpec, build_digits_dataset
+from nasnet_zoo.detection.data.demo_data import (CATEGORY_IDS, DigitsSpec, build_digits_dataset, digits_spec,
+                                                 uses_demo_data)
 from nasnet_zoo.detection.data.samplers import GroupedBatchSampler, aspect_ratio_groups
 from nasnet_zoo.detection.data.transforms import RandomHorizontalFlip
 from nasnet_zoo.detection.evaluation.coco_evaluation import METRIC_NAMES, coco_evaluate
@@ -162,3 +164,11 @@ def test_detector_fits_real_coco_boxes(coco_tiny, tmp_path):
     losses = [r["loss"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "loss" in r]
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:5]) / 5
     assert list(metrics) == list(METRIC_NAMES)
+
+
+def test_demo_config_and_the_demo_dataset_share_their_fields():
+    """DEMO.* are DigitsSpec's canvas fields, declared once; both engines use the demo data when no data is given."""
+    demo = DemoConfig(num_train=7, canvas=64)
+    assert digits_spec(demo, seed=3) == DigitsSpec(num_train=7, canvas=64, seed=3)
+    assert digits_spec(DemoConfig(), seed=0) == DigitsSpec()
+    assert uses_demo_data("", None) and not uses_demo_data("", "val.json")

@@ -13,7 +13,7 @@ from nasnet_zoo import NASNET_A, build_nasnet, create_model
 from nasnet_zoo.detection import (NASNetBoxHead, NASNetFPNBackbone, NASNetRPNBackbone, build_detector,
                                   freeze_batchnorm, list_detectors, set_trainable_stages)
 from nasnet_zoo.detection.modeling.backbones import build_part
-from nasnet_zoo.detection.modeling.freeze import STAGES, stage_of
+from nasnet_zoo.detection.modeling.freeze import STAGES, freeze_stages, stage_of
 from nasnet_zoo.inference import optimize_for_inference
 from nasnet_zoo.genotypes import Block, CellGenotype, Genotype
 
@@ -148,6 +148,21 @@ def test_frozen_batchnorm_and_trainable_stages():
     assert not any(p.requires_grad for p in model.stem.parameters())
     with pytest.raises(ValueError, match="trainable_stages"):
         set_trainable_stages(model, 5)
+
+
+def test_freeze_at_is_the_inverse_count_of_trainable_stages():
+    """detectron2's FREEZE_AT (the d2 engine) and trainable_stages (the torchvision engine) share one rule."""
+    def trained(model):
+        return [name for name, p in model.named_parameters() if p.requires_grad]
+
+    for freeze_at in range(len(STAGES) + 1):
+        a, b = (build_nasnet(NASNET_A, cells_per_stack=1, num_conv_filters=4, num_classes=0, aux_head=False)
+                for _ in range(2))
+        freeze_stages(a, freeze_at)
+        set_trainable_stages(b, len(STAGES) - freeze_at)
+        assert trained(a) == trained(b)
+    with pytest.raises(ValueError, match="MODEL.NASNET.FREEZE_AT must be in"):
+        freeze_stages(a, 5, key="MODEL.NASNET.FREEZE_AT")
 
 
 def test_backbone_weights_of_another_architecture_are_refused():
