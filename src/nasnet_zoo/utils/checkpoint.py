@@ -144,7 +144,7 @@ def _first_line(err: BaseException) -> str:
 def saved_identity(checkpoint: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
     """The identity a checkpoint was saved with: a classifier's "architecture" entry, else the top-level entries
     named by the ``expected`` identity (a detector's). Each identity's schema belongs to its model's owner:
-    ``nasnet.nasnet_identity``, ``detection.builders.detector_identity``."""
+    ``nasnet.nasnet_identity``, ``detection.modeling.builders.detector_identity``."""
     if isinstance(checkpoint.get("architecture"), dict):
         return dict(checkpoint["architecture"])
     return {k: checkpoint[k] for k in expected if k in checkpoint}
