@@ -64,12 +64,15 @@ def train_det(home, monkeypatch, capsys):
     return call
 
 
-def _fails(main_args: list[str], home: Path, monkeypatch) -> str:
+def _fails(main_args: list[str], home: Path, monkeypatch, capsys) -> str:
+    """train-det's one error line; a usage or config error exits 2, as in every program."""
     main = runpy.run_path(str(TOOL), run_name="train_det")["main"]
     monkeypatch.setenv("NASNET_ZOO_HOME", str(home))
-    with pytest.raises(SystemExit) as exit_info:
-        main(main_args)
-    return str(exit_info.value.code)
+    capsys.readouterr()
+    assert main(main_args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
 
 
 def test_lr_schedule_warmup_steps_and_cosine():
@@ -235,9 +238,9 @@ def test_ddp_with_two_gloo_processes(home, tmp_path):
     assert torch.load(ddp_out / "model_final.pth", weights_only=True)["iteration"] == 3
 
 
-def test_cli_errors_are_clear(home, tmp_path, monkeypatch):
+def test_cli_errors_are_clear(home, tmp_path, monkeypatch, capsys):
     def fails(*args: str) -> str:
-        return _fails(list(args), home, monkeypatch)
+        return _fails(list(args), home, monkeypatch, capsys)
 
     assert "unknown config key 'SOLVER.BASE_LRR'" in fails("SOLVER.BASE_LRR", "0.1")
     assert "give both --train-images and --train-ann" in fails("--train-ann", "x.json")

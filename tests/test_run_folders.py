@@ -436,7 +436,7 @@ def test_train_det_eval_only_refuses_a_checkpoint_that_would_run_code(evil_check
                              str(path), "--output-dir", str(tmp_path / "eval"), *TINY],
                             env={**ENV, "NASNET_ZOO_HOME": str(tmp_path / "home")}, capture_output=True, text=True,
                             timeout=300)
-    assert result.returncode == 1 and "refused to load" in result.stderr and not marker.exists()
+    assert result.returncode == 2 and "refused to load" in result.stderr and not marker.exists()
 
 
 def test_every_load_in_the_product_is_weights_only():

@@ -76,6 +76,12 @@ def without_engine_flag(argv: list[str]) -> list[str]:
     return out
 
 
+def _error(message: str, code: int = 2) -> int:
+    """One ``error:`` line on stderr; exit code 2 for usage, config and input errors, as every program."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
 @exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -84,16 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import detectron2  # noqa: F401
         except ImportError:
-            sys.exit("--engine detectron2 needs detectron2, which has no wheel for torch 2.x: build it from source "
-                     "with `pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`"
-                     " (see docs/detection.md), or use the default --engine torchvision")
+            return _error("--engine detectron2 needs detectron2, which has no wheel for torch 2.x: build it from "
+                          "source with `pip install --no-build-isolation "
+                          "'git+https://github.com/facebookresearch/detectron2.git'` (see docs/detection.md), or use "
+                          "the default --engine torchvision")
         from nasnet_zoo.detection.d2.train_net import main as d2_main
         from nasnet_zoo.utils.run_lock import RunFolderBusy
         try:
             return d2_main(without_engine_flag(argv))
         except RunFolderBusy as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return _error(str(err))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.verbose:
@@ -116,16 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(DetConfig(), config_file, flag_overrides(args) + list(args.opts))
     except ConfigError as err:
-        sys.exit(f"config error: {err}")
+        return _error(f"config: {err}")
     demo = uses_demo_data(cfg.data.train_ann, cfg.data.val_ann)
     try:
         metrics = run(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights)
-    except RunFolderBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (CocoFormatError, CheckpointError, FloatingPointError, FileNotFoundError, ValueError,
-            DiskFullError) as err:
-        sys.exit(f"error: {err}")
+    except (RunFolderBusy, CocoFormatError, CheckpointError, FileNotFoundError, ValueError) as err:
+        return _error(str(err))  # what the user gave cannot work: a usage error
+    except (FloatingPointError, DiskFullError) as err:
+        return _error(str(err), code=1)  # the run itself failed
     if metrics:
         out = Path(cfg.output_dir)
         board = f" (TensorBoard: {out / 'tensorboard'})" if (out / "tensorboard").is_dir() else ""
