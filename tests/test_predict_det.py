@@ -187,15 +187,19 @@ def test_bad_input_gets_clear_errors(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_config_overrides_reach_the_detector(run_dir: Path, tmp_path: Path) -> None:
-    """--opts KEY VALUE applies to the run's config: one proposal leaves at most one box per class."""
+    """Trailing KEY VALUE pairs (and the deprecated --opts) apply to the run's config: one proposal leaves at most
+    one box per class."""
     image = str(run_dir / "photos")
     assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "all"),
                  "--score-thresh", "0.0", "--no-pictures"]) == 0
     assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "one"),
                  "--score-thresh", "0.0", "--no-pictures", "--opts", "TEST.PROPOSALS", "1"]) == 0
+    assert main(["--weights", str(run_dir / "model_final.pth"), "--output-dir", str(tmp_path / "trailing"),
+                 "--score-thresh", "0.0", "--no-pictures", image, "test.proposals", "1"]) == 0
     found = {run: [len(boxes) for boxes in _by_image(json.loads((tmp_path / run / "detections.json").read_text()))
-                   .values()] for run in ("all", "one")}
+                   .values()] for run in ("all", "one", "trailing")}
     assert max(found["all"]) > len(CATEGORIES) >= max(found["one"]) > 0
+    assert found["trailing"] == found["one"]
     with pytest.raises(PredictError, match="KEY VALUE pairs"):
         load_predictor(run_dir / "model_final.pth", overrides=["TEST.PROPOSALS"])
     with pytest.raises(PredictError, match="fixed at export"):

@@ -23,12 +23,13 @@ def _fields(obj: Any) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(obj)}
 
 
-def _all_keys(obj: Any, prefix: str = "") -> list[str]:
+def config_keys(obj: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config, as overrides and YAML files address them."""
     keys = []
     for name in _fields(obj):
         value = getattr(obj, name)
         if dataclasses.is_dataclass(value):
-            keys += _all_keys(value, f"{prefix}{name}.")
+            keys += config_keys(value, f"{prefix}{name}.")
         else:
             keys.append(prefix + name)
     return keys
@@ -71,7 +72,7 @@ def _resolve(cfg: Any, key: str) -> tuple[Any, str]:
         fields = _fields(node)
         match = part if part in fields else next((f for f in fields if f.lower() == part.lower()), None)
         if match is None:
-            close = difflib.get_close_matches(key.lower(), [k.lower() for k in _all_keys(cfg)], n=3)
+            close = difflib.get_close_matches(key.lower(), [k.lower() for k in config_keys(cfg)], n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}")
         if depth == len(parts) - 1:

@@ -23,6 +23,7 @@ import json
 import sys
 from pathlib import Path
 
+from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
@@ -53,9 +54,8 @@ RETRAIN_BUDGET = {"retrain_epochs": "epochs", "retrain_max_steps": "max_steps", 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nasnet-zoo search", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", help="YAML settings (configs/search/*.yaml)")
+    p = default_argument_parser("search", __doc__, output_help="journal.jsonl, search_state.pt, metrics, "
+                                "tensorboard, report", resume_help="continue the search in --output-dir")
     p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--reward", help=f"one of {', '.join(REWARDS)} (table: a benchmark's measured accuracies)")
     p.add_argument("--space", help=f"search space, one of {', '.join(SPACES)} (default nasnet)")
@@ -78,7 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="children at once: local worker processes or Ray tasks "
                    "(default 0: one per GPU, or 2 without GPUs)")
     p.add_argument("--ray-address", help="'local' (start Ray here), 'auto', or host:port of a running cluster")
-    p.add_argument("--output-dir", help="journal.jsonl, search_state.pt, metrics, tensorboard, report")
     p.add_argument("--top-k", type=int, help="genotypes kept in top_genotypes.json")
     p.add_argument("--child-epochs", type=int)
     p.add_argument("--child-train-size", type=int, help="training images per child (0 = all not held out)")
@@ -87,7 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child-cells", type=int, help="child normal cells per stack (N)")
     p.add_argument("--child-image-size", type=int)
     p.add_argument("--child-time-limit", type=float, help="seconds before a child is stopped with reward 0")
-    p.add_argument("--resume", action="store_true", help="continue the search in --output-dir")
     p.add_argument("--report-only", action="store_true", help="write the report of --output-dir and exit")
     p.add_argument("--repair-journal", action="store_true", help="move the damaged lines of --output-dir's "
                    f"journal to {REJECTED_NAME}, keep every good one, and exit (then --resume)")
@@ -101,22 +99,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retrain-filters", type=int)
     p.add_argument("--retrain-cells", type=int)
     p.add_argument("--retrain-device")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. ppo.clip 0.1 child.lr 0.1")
+    add_overrides(p, "ppo.clip 0.1 child.lr 0.1")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> SearchConfig:
-    flags = [x for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None
-             for x in (key, str(getattr(args, flag)))]
+    overrides = config_overrides(args, FLAG_KEYS)
     if not args.resume:
-        return load_config(SearchConfig(), args.config_file, [*flags, *args.opts])
+        return load_config(SearchConfig(), args.config_file, overrides)
     if not args.output_dir:
         raise ConfigError("--resume needs --output-dir, the folder of the search to continue")
     saved = Path(args.output_dir) / CONFIG_NAME
     if not saved.is_file():
         raise ConfigError(f"--resume: {saved} does not exist; is {args.output_dir} a search output folder?")
     original = load_config(SearchConfig(), saved)
-    cfg = load_config(original, args.config_file, [*flags, *args.opts])
+    cfg = load_config(original, args.config_file, overrides)
     changed = [k for k in FIXED_ON_RESUME if getattr(cfg, k) != getattr(original, k)]
     if changed:
         raise ConfigError(f"--resume cannot change {', '.join(changed)}: they define the journal and checkpoint "
@@ -136,15 +133,12 @@ def retrain(args: argparse.Namespace, cfg: SearchConfig) -> None:
 def repair(output_dir: str | None) -> int:
     """--repair-journal, under the folder's lock: keep every good journal line and move the bad ones aside."""
     if not output_dir or not Path(output_dir).is_dir():
-        print(f"error: --repair-journal needs --output-dir, the folder of a search (got {output_dir!r})",
-              file=sys.stderr)
-        return 2
+        return usage_error(f"--repair-journal needs --output-dir, the folder of a search (got {output_dir!r})")
     try:
         with lock_run_folder(output_dir):
             report = repair_journal(output_dir)
     except (JournalError, RunFolderBusy) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     journal = Path(output_dir) / JOURNAL_NAME
     if not report.rejected and not report.renumbered:
         print(f"{journal}: all {report.kept} lines are good; nothing to repair")
@@ -171,14 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = build_config(args)
             run = make_search(cfg, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, SearchConfigError, CifarLayoutError, RayError, JournalError, RunFolderBusy) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     if not args.report_only:
         try:
             summary = run.run()
         except RayError as err:  # 'auto' found no cluster: known only when Ray tries, still before any child
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return usage_error(str(err))
         if not is_main_process():  # the other torchrun processes of a shared search: rank 0 reports
             return 0
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))

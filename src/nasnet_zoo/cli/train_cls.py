@@ -16,9 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.training import TrainConfig, evaluate_only, recipe_path, train
-from nasnet_zoo.training.config import shortcut_overrides
+from nasnet_zoo.training.config import SHORTCUTS
 from nasnet_zoo.utils.checkpoint import CheckpointError
 from nasnet_zoo.utils.extras import exits_on_missing_extra
 from nasnet_zoo.utils.io import DiskFullError
@@ -26,11 +27,11 @@ from nasnet_zoo.utils.run_lock import RunFolderBusy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nasnet-zoo train-cls", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--config-file", help="YAML settings file")
-    source.add_argument("--recipe", help="recipe name in configs/cls (cifar, cifar_cpu, imagenet) or a YAML path")
+    p = default_argument_parser("train-cls", __doc__, output_help="run folder: checkpoint, metrics.jsonl, "
+                                "tensorboard, model_final", resume_help="continue the run in --output-dir from its "
+                                "checkpoint", eval_only=True)
+    p.add_argument("--recipe", help="recipe name in configs/cls (cifar, cifar_cpu, imagenet) or a YAML path; "
+                   "instead of --config-file")
     p.add_argument("--model", help="zoo model name (nasnet_a_cifar, nasnet_a_mobile, ...)")
     p.add_argument("--genotype", help="genotype JSON, search top_genotypes.json or journal.jsonl")
     p.add_argument("--rank", type=int, help="which genotype of a search's ranking: 1 = best, as in its top_genotypes.json "
@@ -39,7 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--filters", type=int, help="base filter count (num_conv_filters)")
     p.add_argument("--data-dir", help="cifar-10-batches-py, or a folder with train/<class>/ and val/<class>/")
     p.add_argument("--dataset", choices=("cifar10", "folder"), help="data layout (default from the recipe)")
-    p.add_argument("--output-dir", help="run folder: checkpoint, metrics.jsonl, tensorboard, model_final")
     p.add_argument("--epochs", type=float)
     p.add_argument("--max-steps", type=int, help="cap the run at this many steps (the schedule spans them)")
     p.add_argument("--batch-size", type=int, help="global batch over all processes")
@@ -47,21 +47,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="base learning rate for the global batch")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its checkpoint")
-    p.add_argument("--eval-only", action="store_true", help="evaluate --weights (or --pretrained) and exit")
     p.add_argument("--weights", help="our .safetensors or a training checkpoint to load strictly")
     p.add_argument("--pretrained", help="zoo weights tag or file to start from (fine-tune) or evaluate")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. solver.label_smoothing 0.1")
+    add_overrides(p, "solver.label_smoothing 0.1")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    flags = {k: getattr(args, k) for k in ("data_dir", "dataset", "image_size", "epochs", "max_steps", "batch_size",
-                                           "lr", "model", "genotype", "rank", "cells_per_stack", "filters",
-                                           "pretrained", "weights", "output_dir", "device", "seed")}
-    misplaced = [o for o in args.opts[::2] if o.startswith("--")]
-    if misplaced:
-        raise ConfigError(f"{misplaced[0]} comes after the KEY VALUE overrides; put every --flag before them")
+    if args.config_file and args.recipe:
+        raise ConfigError("give --config-file or --recipe, not both")
+    overrides = config_overrides(args, SHORTCUTS)  # the flags carry the short names retrain_top's budget uses
     base = args.config_file or (recipe_path(args.recipe) if args.recipe else None)
     if args.resume:
         if not args.output_dir:
@@ -69,7 +64,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         saved = Path(args.output_dir) / "config.yaml"
         if saved.is_file():
             base = saved  # the run's own settings, so the schedule continues unchanged
-    return load_config(TrainConfig(), base, [*shortcut_overrides(flags), *args.opts])
+    return load_config(TrainConfig(), base, overrides)
 
 
 @exits_on_missing_extra
@@ -78,13 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
     except (ConfigError, FileNotFoundError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     try:
         result = evaluate_only(cfg) if args.eval_only else train(cfg, resume=args.resume)
     except RunFolderBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     except (CheckpointError, DiskFullError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
 from nasnet_zoo.configs import config_path
 from nasnet_zoo.utils.extras import exits_on_missing_extra
 
@@ -23,18 +24,15 @@ DEMO_CONFIG = config_path("det", "demo")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nasnet-zoo train-det", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = default_argument_parser("train-det", __doc__, output_help="run folder: checkpoints, metrics.jsonl, "
+                                     "coco_eval.json, model_final.pth", resume_help="continue from "
+                                     "OUTPUT/checkpoint.pt", eval_only=True)
     parser.add_argument("--engine", choices=("torchvision", "detectron2"), default="torchvision")
-    parser.add_argument("--config-file", default=None, help="YAML config (see configs/det/)")
     parser.add_argument("--model", help="detector name (nasnet_zoo.detection.list_detectors())")
     parser.add_argument("--train-images")
     parser.add_argument("--train-ann")
     parser.add_argument("--val-images")
     parser.add_argument("--val-ann")
-    parser.add_argument("--output-dir")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--weights", help="checkpoint to evaluate (--eval-only) or to start from")
     parser.add_argument("--max-iter", type=int)
     parser.add_argument("--image-size", type=int, help="shorter side and max side of the resized images")
@@ -43,24 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vis", type=int, help="draw predictions beside ground truth for N val images")
     parser.add_argument("--verbose", action="store_true",
                         help="also log nasnet_zoo's details (debug level: COCOeval's own table, ...)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="trailing KEY VALUE config overrides")
+    add_overrides(parser, "SOLVER.BASE_LR 0.01 TEST.PROPOSALS 100")
     return parser.parse_args(argv)
 
 
-def flag_overrides(args: argparse.Namespace) -> list[str]:
-    """The CLI flags as KEY VALUE pairs, applied after the config file and before trailing overrides."""
-    pairs = {"MODEL.NAME": args.model, "DATA.TRAIN_IMAGES": args.train_images, "DATA.TRAIN_ANN": args.train_ann,
-             "DATA.VAL_IMAGES": args.val_images, "DATA.VAL_ANN": args.val_ann, "OUTPUT_DIR": args.output_dir,
-             "SOLVER.MAX_ITER": args.max_iter, "SOLVER.IMS_PER_BATCH": args.batch_size, "DEVICE": args.device,
-             "TEST.VIS": args.vis}
-    if args.image_size is not None:
-        pairs["INPUT.MIN_SIZE"] = f"[{args.image_size}]"
-        pairs["INPUT.MAX_SIZE"] = args.image_size
-    out: list[str] = []
-    for key, value in pairs.items():
-        if value is not None:
-            out += [key, str(value)]
-    return out
+#: CLI flag -> config key; a flag given on the command line overrides the config file.
+FLAG_KEYS = {"model": "MODEL.NAME", "train_images": "DATA.TRAIN_IMAGES", "train_ann": "DATA.TRAIN_ANN",
+             "val_images": "DATA.VAL_IMAGES", "val_ann": "DATA.VAL_ANN", "output_dir": "OUTPUT_DIR",
+             "max_iter": "SOLVER.MAX_ITER", "batch_size": "SOLVER.IMS_PER_BATCH", "device": "DEVICE",
+             "vis": "TEST.VIS"}
+
+
+def image_size_overrides(image_size: int | None) -> list[str]:
+    """``--image-size S``: the shorter side and the longest side both S (one flag, two keys)."""
+    return [] if image_size is None else ["INPUT.MIN_SIZE", f"[{image_size}]", "INPUT.MAX_SIZE", str(image_size)]
 
 
 def without_engine_flag(argv: list[str]) -> list[str]:
@@ -76,12 +70,6 @@ def without_engine_flag(argv: list[str]) -> list[str]:
     return out
 
 
-def _error(message: str, code: int = 2) -> int:
-    """One ``error:`` line on stderr; exit code 2 for usage, config and input errors, as every program."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return code
-
-
 @exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -90,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import detectron2  # noqa: F401
         except ImportError:
-            return _error("--engine detectron2 needs detectron2, which has no wheel for torch 2.x: build it from "
+            return usage_error("--engine detectron2 needs detectron2, which has no wheel for torch 2.x: build it from "
                           "source with `pip install --no-build-isolation "
                           "'git+https://github.com/facebookresearch/detectron2.git'` (see docs/detection.md), or use "
                           "the default --engine torchvision")
@@ -99,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return d2_main(without_engine_flag(argv))
         except RunFolderBusy as err:
-            return _error(str(err))
+            return usage_error(str(err))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.verbose:
@@ -120,16 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     elif config_file is None and not any((args.train_ann, args.val_ann)):
         config_file = DEMO_CONFIG
     try:
-        cfg = load_config(DetConfig(), config_file, flag_overrides(args) + list(args.opts))
+        cfg = load_config(DetConfig(), config_file, image_size_overrides(args.image_size)
+                          + config_overrides(args, FLAG_KEYS))
     except ConfigError as err:
-        return _error(f"config: {err}")
+        return usage_error(f"config: {err}")
     demo = uses_demo_data(cfg.data.train_ann, cfg.data.val_ann)
     try:
         metrics = run(cfg, resume=args.resume, eval_only=args.eval_only, weights=args.weights)
     except (RunFolderBusy, CocoFormatError, CheckpointError, FileNotFoundError, ValueError) as err:
-        return _error(str(err))  # what the user gave cannot work: a usage error
-    except (FloatingPointError, DiskFullError) as err:
-        return _error(str(err), code=1)  # the run itself failed
+        return usage_error(str(err))  # what the user gave cannot work
+    except (FloatingPointError, DiskFullError) as err:  # the run itself failed
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
     if metrics:
         out = Path(cfg.output_dir)
         board = f" (TensorBoard: {out / 'tensorboard'})" if (out / "tensorboard").is_dir() else ""

@@ -159,7 +159,7 @@ def load_predictor(weights: str | os.PathLike, *, config_file: str | os.PathLike
                                "--config-file apply to .pth checkpoints only (re-export with the setting instead)")
         return onnx_predictor(weights, device=device, threads=threads)
     if len(overrides) % 2:
-        raise PredictError(f"--opts takes KEY VALUE pairs, got an odd count: {' '.join(overrides)}")
+        raise PredictError(f"config overrides come as KEY VALUE pairs, got an odd count: {' '.join(overrides)}")
     return torch_predictor(weights, config_file=config_file, overrides=overrides, device=device, fuse=fuse)
 
 
