@@ -41,3 +41,28 @@ def test_predict_det_tells_inputs_from_trailing_overrides():
                                                                              ["TEST.PROPOSALS", "100"])
     assert split_overrides(["IMG_0001.JPG", "model.norm", "GN"]) == (["IMG_0001.JPG"], ["model.norm", "GN"])
     assert split_overrides(["photos/"]) == (["photos/"], [])
+
+
+def test_one_resume_rule_for_every_program(tmp_path, capsys):
+    """The saved config is the base; what a program declares may change, the rest is refused with the reason."""
+    from nasnet_zoo.cli import search, train_cls, train_det
+
+    out = tmp_path / "run"
+    assert search.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "4",
+                        "--output-dir", str(out)]) == 0
+    assert search.main(["--no-progress", "--output-dir", str(out), "--resume", "--children", "6"]) == 0
+    capsys.readouterr()
+    assert search.main(["--no-progress", "--output-dir", str(out), "--resume", "seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume cannot change seed" in err and "may change: children" in err
+    for program in (train_cls, train_det):
+        assert program.main(["--output-dir", str(tmp_path / "none"), "--resume"]) == 2
+        assert "config.yaml does not exist" in capsys.readouterr().err
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "config.yaml").write_text("solver:\n  lr: 0.1\n")
+    assert train_cls.main(["--output-dir", str(tmp_path / "cls"), "--resume", "--lr", "0.2"]) == 2
+    assert "--resume cannot change solver.lr" in capsys.readouterr().err
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "config.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n")
+    assert train_det.main(["--output-dir", str(tmp_path / "det"), "--resume", "SOLVER.BASE_LR", "0.2"]) == 2
+    assert "--resume cannot change solver.base_lr" in capsys.readouterr().err

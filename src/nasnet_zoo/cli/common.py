@@ -2,15 +2,21 @@
 
 One parser factory for the shared flags (``--config-file``, ``--output-dir``, ``--resume``, ``--eval-only`` where
 a program evaluates), one mapping from a program's convenience flags to its config keys, trailing ``KEY VALUE``
-overrides last, and one way to report a usage or config error: one ``error:`` line and exit code 2.
+overrides last, one resume rule (:func:`load_run_config`), and one way to report a usage or config error: one
+``error:`` line and exit code 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
 
-from ..config import ConfigError
+from ..config import ConfigError, config_keys, load_config
+
+T = TypeVar("T")
+#: The resolved settings every run folder keeps (``dump_config``), the base of ``--resume``.
+SAVED_CONFIG = "config.yaml"
 
 #: Exit code of every usage, config or input error (argparse's own).
 USAGE_ERROR = 2
@@ -50,6 +56,42 @@ def config_overrides(args: argparse.Namespace, flag_keys: Mapping[str, str]) -> 
     pairs = [x for flag, key in flag_keys.items() if getattr(args, flag, None) is not None
              for x in (key, str(getattr(args, flag)))]
     return [*pairs, *args.opts]
+
+
+def _value(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def load_run_config(default: T, args: argparse.Namespace, flag_keys: Mapping[str, str], *,
+                    may_change_on_resume: Sequence[str]) -> T:
+    """The settings of a run: ``default`` <- ``--config-file`` <- flags <- trailing pairs.
+
+    The one resume rule: with ``--resume`` the run's own ``OUTPUT/config.yaml`` is the base instead of
+    ``default``, the file, flags and pairs given apply on top, and a key that then differs from the saved run is
+    refused with the reason unless the program declares it in ``may_change_on_resume`` (a key, or a section such
+    as ``"child"``): what defines the run's state cannot change under its checkpoint.
+    """
+    overrides = config_overrides(args, flag_keys)
+    if not args.resume:
+        return load_config(default, args.config_file, overrides)
+    if not args.output_dir:
+        raise ConfigError("--resume needs --output-dir, the folder of the run to continue")
+    saved = Path(args.output_dir) / SAVED_CONFIG
+    if not saved.is_file():
+        raise ConfigError(f"--resume: {saved} does not exist; is {args.output_dir} the folder of a run of this "
+                          "program?")
+    original = load_config(default, saved)
+    cfg = load_config(original, args.config_file, overrides)
+    allowed = tuple(may_change_on_resume)
+    changed = [k for k in config_keys(cfg) if _value(cfg, k) != _value(original, k)
+               and not any(k == a or k.startswith(a + ".") for a in allowed)]
+    if changed:
+        raise ConfigError(f"--resume cannot change {', '.join(changed)}: they define the state saved in "
+                          f"{args.output_dir}; start a new --output-dir instead (on resume these may change: "
+                          f"{', '.join(allowed)})")
+    return cfg
 
 
 def usage_error(message: str) -> int:

@@ -14,7 +14,8 @@
   python tools/search.py --output-dir runs/search1 --report-only --retrain-top 5 --retrain-epochs 10
 
 Settings: dataclass defaults <- --config-file <- flags <- trailing KEY VALUE overrides. ``--resume`` starts from
-the run's own OUTPUT/config.yaml instead. Everything is validated before the first child is proposed.
+the run's own OUTPUT/config.yaml instead and refuses changes to what defines the search (every program's one
+resume rule, nasnet_zoo.cli.common). Everything is validated before the first child is proposed.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
+from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
@@ -46,8 +47,10 @@ FLAG_KEYS = {
     "reward_column": "table.reward_column", "test_column": "table.test_column",
     "population": "evolution.population", "sample_size": "evolution.sample_size",
 }
-#: Settings a resumed search may not change: they define what the journal and the checkpoint mean.
-FIXED_ON_RESUME = ("strategy", "reward", "seed", "controller", "dataset", "latency", "space", "table", "evolution")
+#: What a resumed search may change; the rest (strategy, reward, space, seed, controller, dataset, latency, table,
+#: evolution) defines what its journal and checkpoint mean.
+MAY_CHANGE_ON_RESUME = ("children", "data_dir", "backend", "workers", "worker_threads", "ray_address", "output_dir",
+                        "top_k", "ppo", "child", "shared")
 #: --retrain-* flag -> retrain_top budget keyword.
 RETRAIN_BUDGET = {"retrain_epochs": "epochs", "retrain_max_steps": "max_steps", "retrain_batch_size": "batch_size",
                   "retrain_filters": "filters", "retrain_cells": "cells_per_stack", "retrain_device": "device"}
@@ -104,21 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> SearchConfig:
-    overrides = config_overrides(args, FLAG_KEYS)
-    if not args.resume:
-        return load_config(SearchConfig(), args.config_file, overrides)
-    if not args.output_dir:
-        raise ConfigError("--resume needs --output-dir, the folder of the search to continue")
-    saved = Path(args.output_dir) / CONFIG_NAME
-    if not saved.is_file():
-        raise ConfigError(f"--resume: {saved} does not exist; is {args.output_dir} a search output folder?")
-    original = load_config(SearchConfig(), saved)
-    cfg = load_config(original, args.config_file, overrides)
-    changed = [k for k in FIXED_ON_RESUME if getattr(cfg, k) != getattr(original, k)]
-    if changed:
-        raise ConfigError(f"--resume cannot change {', '.join(changed)}: they define the journal and checkpoint "
-                          "of this search; start a new --output-dir instead")
-    return cfg
+    return load_run_config(SearchConfig(), args, FLAG_KEYS, may_change_on_resume=MAY_CHANGE_ON_RESUME)
 
 
 def retrain(args: argparse.Namespace, cfg: SearchConfig) -> None:

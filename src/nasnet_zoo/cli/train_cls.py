@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
-from nasnet_zoo.config import ConfigError, load_config
+from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
+from nasnet_zoo.config import ConfigError
 from nasnet_zoo.training import TrainConfig, evaluate_only, recipe_path, train
 from nasnet_zoo.training.config import SHORTCUTS
 from nasnet_zoo.utils.checkpoint import CheckpointError
@@ -53,18 +52,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+#: What a resumed run may change: where and how it runs and how long; the model, data and optimisation settings
+#: define the checkpoint it continues.
+MAY_CHANGE_ON_RESUME = ("output_dir", "device", "threads", "channels_last", "data.dir", "data.workers",
+                        "log_period", "eval_period", "checkpoint_period", "solver.max_steps", "solver.epochs")
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.config_file and args.recipe:
         raise ConfigError("give --config-file or --recipe, not both")
-    overrides = config_overrides(args, SHORTCUTS)  # the flags carry the short names retrain_top's budget uses
-    base = args.config_file or (recipe_path(args.recipe) if args.recipe else None)
-    if args.resume:
-        if not args.output_dir:
-            raise ConfigError("--resume needs --output-dir (the run to continue)")
-        saved = Path(args.output_dir) / "config.yaml"
-        if saved.is_file():
-            base = saved  # the run's own settings, so the schedule continues unchanged
-    return load_config(TrainConfig(), base, overrides)
+    if args.recipe:
+        args.config_file = str(recipe_path(args.recipe))
+    # the flags carry the short names retrain_top's budget uses
+    return load_run_config(TrainConfig(), args, SHORTCUTS, may_change_on_resume=MAY_CHANGE_ON_RESUME)
 
 
 @exits_on_missing_extra

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
+from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
 from nasnet_zoo.configs import config_path
 from nasnet_zoo.utils.extras import exits_on_missing_extra
 
@@ -50,6 +50,12 @@ FLAG_KEYS = {"model": "MODEL.NAME", "train_images": "DATA.TRAIN_IMAGES", "train_
              "val_images": "DATA.VAL_IMAGES", "val_ann": "DATA.VAL_ANN", "output_dir": "OUTPUT_DIR",
              "max_iter": "SOLVER.MAX_ITER", "batch_size": "SOLVER.IMS_PER_BATCH", "device": "DEVICE",
              "vis": "TEST.VIS"}
+
+
+#: What a resumed run may change: where and how it runs, how long, and how it is tested and logged; the model,
+#: data and solver settings define the checkpoint it continues.
+MAY_CHANGE_ON_RESUME = ("output_dir", "device", "threads", "data.num_workers", "data.train_images",
+                        "data.val_images", "solver.max_iter", "solver.checkpoint_period", "solver.log_period", "test")
 
 
 def image_size_overrides(image_size: int | None) -> list[str]:
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.verbose:
         logging.getLogger("nasnet_zoo").setLevel(logging.DEBUG)
-    from nasnet_zoo.config import ConfigError, load_config
+    from nasnet_zoo.config import ConfigError
     from nasnet_zoo.detection.data.coco import CocoFormatError
     from nasnet_zoo.detection.config import DetConfig
     from nasnet_zoo.detection.data.demo_data import uses_demo_data
@@ -101,15 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     from nasnet_zoo.utils.io import DiskFullError
     from nasnet_zoo.utils.run_lock import RunFolderBusy
 
-    config_file = args.config_file
-    saved_config = Path(args.output_dir or "") / "config.yaml"
-    if config_file is None and args.resume and args.output_dir and saved_config.is_file():
-        config_file = saved_config  # `--output-dir X --resume` continues the run recorded there
-    elif config_file is None and not any((args.train_ann, args.val_ann)):
-        config_file = DEMO_CONFIG
+    if args.config_file is None and not args.resume and not any((args.train_ann, args.val_ann)):
+        args.config_file = str(DEMO_CONFIG)
+    args.opts = [*image_size_overrides(args.image_size), *args.opts]
     try:
-        cfg = load_config(DetConfig(), config_file, image_size_overrides(args.image_size)
-                          + config_overrides(args, FLAG_KEYS))
+        cfg = load_run_config(DetConfig(), args, FLAG_KEYS, may_change_on_resume=MAY_CHANGE_ON_RESUME)
     except ConfigError as err:
         return usage_error(f"config: {err}")
     demo = uses_demo_data(cfg.data.train_ann, cfg.data.val_ann)
