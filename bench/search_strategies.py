@@ -55,7 +55,7 @@ STRATEGIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ppo (tuned)": ("ppo", TUNED_PPO),
 }
 #: NAS-Bench-201 (Dong and Yang, ICLR 2020), Table 5, CIFAR-10, 500 runs each with a simulated budget of 12,000 s
-#: of training (the 12-epoch schedule's time, roughly 100-150 queries at its per-cell times): valid / test, %.
+#: of training: valid / test, %. Quoted from the paper's Table 5 as we know it (not re-checked against the PDF here).
 PUBLISHED = {"REA": {"valid": (91.19, 0.31), "test": (93.92, 0.30)},
              "REINFORCE": {"valid": (91.09, 0.37), "test": (93.85, 0.37)},
              "RS": {"valid": (90.93, 0.36), "test": (93.70, 0.36)},
