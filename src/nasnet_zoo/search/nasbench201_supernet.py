@@ -21,6 +21,9 @@ batches of a fixed size (the bench uses 250 images), never image by image.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -133,11 +136,11 @@ def uniform_cell(generator: torch.Generator) -> NASBench201Cell:
     return NASBench201Cell(tuple(NB201_OPS[p] for p in picks))
 
 
-def rank_agreement(scores, truth, *, bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
+def rank_agreement(scores: Sequence[float] | np.ndarray, truth: Sequence[float] | np.ndarray, *,
+                   bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
     """Kendall tau-b and Spearman rho of ``scores`` against ``truth`` (scipy.stats), each with a 95% percentile
     bootstrap interval over the cells (resampled with replacement, ``bootstrap`` times, seeded)."""
-    import numpy as np
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # scipy comes with the dev extra, not the base install
 
     s, t = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
     if s.shape != t.shape or s.ndim != 1 or len(s) < 3:

@@ -35,8 +35,7 @@ from .state import STATE_NAME, SearchStateError, load_search_state, rebuild_sear
 from .strategy import Proposal, SearchStrategy
 from .table import load_table_reward
 
-
-
+#: Seconds between search checkpoints after policy updates (the journal replay covers what lies between).
 STATE_PERIOD_S = 10.0
 
 
