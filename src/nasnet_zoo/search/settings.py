@@ -29,7 +29,11 @@ SHARED_STATE_NAME = "shared_state.pt"  # the checkpoint of a shared-weight searc
 
 @dataclass
 class ControllerConfig:
+    """The controller and the NASNet space it samples: blocks per cell, op vocabulary, combiners."""
+
     num_blocks: int = 5
+    ops: str = "nasnet"            # the paper's 13 ops; "enas" = ENAS's 5; or op names separated by commas
+    combiners: str = "add,concat"  # "add" alone keeps every state F channels wide (weight sharing, docs/search.md)
     hidden_size: int = 100
     init_range: float = 0.1
 
@@ -89,7 +93,7 @@ def validate_config(cfg: SearchConfig) -> None:
         raise SearchConfigError(f"children and top_k must be >= 1, workers and worker_threads >= 0 (0 = automatic); "
                                 f"got {cfg.children}, {cfg.top_k}, {cfg.workers}, {cfg.worker_threads}")
     try:
-        space = build_space(cfg.space, cfg.controller.num_blocks)
+        space = build_space(cfg.space, cfg.controller.num_blocks, cfg.controller.ops, cfg.controller.combiners)
         cfg.ppo.validate()
         cfg.evolution.validate()
         cfg.child.validate()
@@ -117,7 +121,7 @@ def refuse_unless_resume(folder: Path, children: int, resume: bool) -> None:
 
 
 def search_space(cfg: SearchConfig) -> SearchSpace:
-    return build_space(cfg.space, cfg.controller.num_blocks)
+    return build_space(cfg.space, cfg.controller.num_blocks, cfg.controller.ops, cfg.controller.combiners)
 
 
 def build_strategy(cfg: SearchConfig) -> SearchStrategy:

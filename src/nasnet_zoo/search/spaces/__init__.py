@@ -10,16 +10,20 @@ from typing import Any
 from ...genotypes import Genotype
 from .base import SearchGenotype, SearchSpace, check_decisions, mutate, random_decisions
 from .nasbench201 import NB201_OPS, NASBench201Cell, NASBench201Space
-from .nasnet import NASNetSpace
+from .nasnet import OP_SETS, NASNetSpace
 
 SPACES: tuple[str, ...] = ("nasnet", "nasbench201")
 
 
-def build_space(name: str, num_blocks: int = 5) -> SearchSpace:
-    """The space called ``name`` (one of :data:`SPACES`); ``num_blocks`` sizes the NASNet space's cells."""
+def build_space(name: str, num_blocks: int = 5, ops: str = "nasnet", combiners: str = "add,concat") -> SearchSpace:
+    """The space called ``name`` (one of :data:`SPACES`); ``num_blocks``, ``ops`` (a name of :data:`OP_SETS` or op
+    names separated by commas) and ``combiners`` shape the NASNet space, whose options they are."""
     if name == "nasnet":
-        return NASNetSpace(num_blocks)
+        return NASNetSpace(num_blocks, ops, combiners)  # type: ignore[arg-type]
     if name == "nasbench201":
+        if (ops, combiners) != ("nasnet", "add,concat"):
+            raise ValueError("ops and combiners are options of the nasnet space; NAS-Bench-201's cell has its own 5 "
+                             "ops: leave controller.ops and controller.combiners at their defaults")
         return NASBench201Space()
     raise ValueError(f"unknown search space {name!r}; expected one of {', '.join(SPACES)}")
 
@@ -31,5 +35,5 @@ def genotype_from_dict(data: dict[str, Any]) -> SearchGenotype:
     return Genotype.from_dict(data)
 
 
-__all__ = ["NB201_OPS", "NASBench201Cell", "NASBench201Space", "NASNetSpace", "SPACES", "SearchGenotype",
+__all__ = ["NB201_OPS", "OP_SETS", "NASBench201Cell", "NASBench201Space", "NASNetSpace", "SPACES", "SearchGenotype",
            "SearchSpace", "build_space", "check_decisions", "genotype_from_dict", "mutate", "random_decisions"]
