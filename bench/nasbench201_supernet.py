@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from nasnet_zoo.search.child import ChildConfig, ProxyData
-from nasnet_zoo.search.nasbench201_supernet import Supernet, rank_agreement, uniform_cell
+from nasnet_zoo.search.nasbench201_supernet import Supernet, uniform_cell
+from nasnet_zoo.search.rank_fidelity import rank_agreement
 from nasnet_zoo.search.spaces.nasbench201 import NASBench201Cell, NASBench201Space
 from nasnet_zoo.search.table import NASBENCH201_CIFAR10, BenchmarkTable
 from nasnet_zoo.utils.checkpoint import save_checkpoint

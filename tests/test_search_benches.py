@@ -3,6 +3,7 @@ themselves run for minutes to hours; `--size quick` is their smoke test)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,30 +24,83 @@ def _bench(name: str):
     return module
 
 
-def test_kendall_tau_and_its_bootstrap_interval():
-    rank = _bench("search_rank")
+def test_rank_agreement_on_tables_whose_answer_is_known():
+    from nasnet_zoo.search.rank_fidelity import rank_agreement
+
     x = np.linspace(0.1, 0.9, 21)
-    same = rank.kendall(x, 2 * x + 1, 200, seed=0)
-    assert same["tau"] == pytest.approx(1.0) and same["ci95"] == [pytest.approx(1.0), pytest.approx(1.0)]
-    assert rank.kendall(x, -x, 200, seed=0)["tau"] == pytest.approx(-1.0)
-    noisy = rank.kendall(x, x + np.random.default_rng(0).normal(0, 0.3, 21), 500, seed=0)
-    low, high = noisy["ci95"]
-    assert low < noisy["tau"] < high and high - low > 0.1 and 0 < noisy["p_value"] < 1
-    flat = rank.kendall(x, np.full(21, 0.1), 50, seed=0)  # every cell at chance: no ranking at all
-    assert flat["tau"] is None
+    same = rank_agreement(2 * x + 1, x, bootstrap=200)
+    assert same["n"] == 21 and same["kendall"] == pytest.approx(1.0) and same["spearman"] == pytest.approx(1.0)
+    assert same["kendall_lo"] == pytest.approx(1.0) and same["kendall_hi"] == pytest.approx(1.0)
+    reversed_ = rank_agreement(-x, x, bootstrap=200)
+    assert reversed_["kendall"] == pytest.approx(-1.0) and reversed_["spearman_hi"] == pytest.approx(-1.0)
+    # one swapped pair of 4: 5 concordant, 1 discordant pair -> tau 4/6; rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    swapped = rank_agreement([1, 3, 2, 4], [1, 2, 3, 4], bootstrap=200)
+    assert swapped["kendall"] == pytest.approx(4 / 6) and swapped["spearman"] == pytest.approx(0.8)
+    # tau-b with one tie in y: 5 concordant, 0 discordant, 6 and 5 untied pairs -> 5 / sqrt(6 * 5)
+    tied = rank_agreement([1, 2, 3, 4], [1, 1, 2, 3], bootstrap=200)
+    assert tied["kendall"] == pytest.approx(5 / np.sqrt(30))
+    noisy = x + np.random.default_rng(0).normal(0, 0.3, 21)
+    r = rank_agreement(noisy, x, bootstrap=500, seed=3)
+    assert r["kendall_lo"] < r["kendall"] < r["kendall_hi"] and r["kendall_hi"] - r["kendall_lo"] > 0.1
+    assert 0 < r["kendall_p"] < 1 and r["degenerate_resamples"] == 0
+    assert rank_agreement(noisy, x, bootstrap=500, seed=3) == r  # seeded
+    flat = rank_agreement(np.full(21, 0.1), x, bootstrap=50)  # every cell at chance: no ranking at all
+    assert flat["kendall"] is None and flat["kendall_lo"] is None and flat["degenerate_resamples"] == 50
+    with pytest.raises(ValueError):
+        rank_agreement([1.0, 2.0], [1.0, 2.0])
 
 
-def test_cells_to_rank_are_in_the_space_and_start_with_nasnet_a_blocks():
+def test_the_cells_are_distinct_uniform_cells_of_the_searched_space():
     from nasnet_zoo.genotypes import NASNET_A
     from nasnet_zoo.search.spaces import NASNetSpace
 
-    cells = _bench("search_rank").cells_to_rank(20, seed=0)
-    space = NASNetSpace()
-    assert len(cells) == 21 and len({str(c.to_dict()["normal"]) for c in cells}) == 21
-    assert cells[0].normal.blocks == NASNET_A.normal.blocks and cells[0].reduction.blocks == NASNET_A.reduction.blocks
+    rank = _bench("search_rank")
+    enas = NASNetSpace(5, "enas", "add")
+    cells = rank.draw_cells(enas, 30, seed=0)
+    assert len(cells) == 30 and len({str(c.to_dict()) for c in cells}) == 30  # NASNet-A is outside this space
     for cell in cells:  # every cell is a path of the supernet: the space round-trips it, concat included
-        again = space.to_genotype(space.to_decisions(cell))
+        again = enas.to_genotype(enas.to_decisions(cell))
         assert (again.normal, again.reduction) == (cell.normal, cell.reduction)
+    full = rank.draw_cells(NASNetSpace(), 20, seed=0)
+    assert len(full) == 21 and full[0].normal.blocks == NASNET_A.normal.blocks
+    assert full[0].reduction.blocks == NASNET_A.reduction.blocks
+
+
+def test_search_rank_quick_runs_in_pieces_and_resumes(tmp_path, capsys):
+    rank = _bench("search_rank")
+    data = REPO.parent / "shared" / "data" / "cifar-10-subset" / "cifar-10-batches-py"
+    if not data.is_dir():
+        pytest.skip("needs the CIFAR-10 subset in ../shared/data")
+    out = tmp_path / "rank"
+    args = ["--size", "quick", "--out", str(out), "--data-dir", str(data)]
+    assert rank.main([*args, "--part", "standalone"]) == 0
+    lines = (out / "standalone.jsonl").read_text().splitlines()
+    assert len(lines) == 10 and {json.loads(x)["seed"] for x in lines} == {0, 1}
+    with pytest.raises(SystemExit, match="--part shared"):
+        rank.main([*args, "--part", "report"])
+    # a run killed after 7 children: the next one trains the 3 missing ones and keeps the 7 lines as they are
+    (out / "standalone.jsonl").write_text("\n".join(lines[:7]) + "\n")
+    capsys.readouterr()
+    assert rank.main([*args, "--part", "standalone"]) == 0
+    assert "7 of 10 children cached, 3 to train" in capsys.readouterr().out
+    again = (out / "standalone.jsonl").read_text().splitlines()
+    assert len(again) == 10 and again[:7] == lines[:7]
+    # the supernet in two sittings (10 steps, then 10 more) equals one of 20 steps
+    assert rank.main([*args, "--part", "shared", "--shared-steps", "10"]) == 0
+    assert rank.main([*args, "--part", "all"]) == 0
+    assert "resumed the supernet at step 10" in capsys.readouterr().out
+    result = json.loads((out / "search_rank.json").read_text())
+    once = tmp_path / "once"
+    once.mkdir()
+    for name in ("cells.json", "standalone.jsonl"):
+        (once / name).write_bytes((out / name).read_bytes())
+    assert rank.main([*args[:2], "--out", str(once), "--data-dir", str(data), "--part", "shared"]) == 0
+    assert json.loads((once / "shared.json").read_text())["accuracy"] == [c["shared"] for c in result["per_cell"]]
+    assert result["cells"] == 5 and result["standalone"]["seeds"] == 2 and result["shared"]["steps"] == 20
+    assert set(result["figures"]) >= {"shared_vs_standalone_mean", "standalone_seed0_vs_seed1"}
+    assert result["standalone"]["threads"] == [1] and result["standalone"]["seconds_per_child"]["total"] > 0
+    with pytest.raises(SystemExit, match="other cells"):  # the cells of a folder are fixed
+        rank.main([*args, "--part", "report", "--genotypes", "6"])
 
 
 def test_h2h_search_statistics_and_a_finished_search_is_not_run_again(tmp_path):
