@@ -259,7 +259,7 @@ def test_a_genotype_already_evaluated_is_not_trained_again(tmp_path, monkeypatch
         calls.append(genotype_key(genotype))
         return oracle(genotype)
 
-    monkeypatch.setattr(runner, "build_evaluator", lambda cfg: counting)
+    monkeypatch.setattr(runner, "build_evaluator", lambda cfg, *args: counting)
     run = SearchRun(oracle_config(tmp_path, children=10), progress=False)
     run.strategy = _Cycle(NASNetSpace())
     run.run()

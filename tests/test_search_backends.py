@@ -219,7 +219,7 @@ out, gate = Path(sys.argv[1]), sys.argv[2]
 cfg = SearchConfig(reward="oracle", backend="local", workers=2, worker_threads=1, children=12, seed=4,
                    output_dir=str(out))
 cfg.ppo.minibatch = 4
-runner.build_evaluator = lambda cfg: StallsMidChild(gate, after=5, seed=cfg.seed)
+runner.build_evaluator = lambda cfg, *args: StallsMidChild(gate, after=5, seed=cfg.seed)
 SearchRun(cfg, resume=(out / "journal.jsonl").exists(), progress=False).run()
 """
 

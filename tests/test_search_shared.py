@@ -1,5 +1,6 @@
-"""Weight sharing (issue 14): the supernet's paths are the stand-alone children, the shared search loop, resume
-after SIGKILL, torchrun data parallelism, AMP code paths and the errors a shared search gives before any work."""
+"""Weight sharing: the supernet is the one NASNet with shared cells whose paths are the stand-alone children, the
+one search loop with a shared reward (both spaces), the fixed evaluation set, resume after SIGKILL, torchrun data
+parallelism, AMP code paths and the errors a shared search gives before any work."""
 from __future__ import annotations
 
 import os
@@ -23,82 +24,86 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _genotypes(n: int, seed: int = 0) -> list:
-    space, rng = NASNetSpace(), np.random.default_rng(seed)
-    return [space.to_genotype(space.random_decisions(rng)) for _ in range(n)] + [NASNET_A]
+SPACES = {"reduced": NASNetSpace(ops="enas", combiners="add"), "full": NASNetSpace()}
 
 
-@pytest.fixture(scope="module")
-def supernet() -> Supernet:
+def _genotypes(space: NASNetSpace, n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    return [space.to_genotype(space.random_decisions(rng)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module", params=sorted(SPACES))
+def supernet(request) -> Supernet:
     torch.manual_seed(0)
-    return Supernet(cells_per_stack=1, filters=4, image_size=8)
+    return Supernet(SPACES[request.param], cells_per_stack=1, num_conv_filters=4, image_size=8)
 
 
-def test_a_genotypes_path_has_the_ops_inputs_and_strides_of_the_stand_alone_child(supernet):
-    for genotype in _genotypes(6):
-        child = build_nasnet(genotype, cells_per_stack=1, num_conv_filters=4, stem="cifar", num_classes=10,
-                             image_size=8, aux_head=False)
-        expected = []
-        for name, cell in child.cells.items():
-            for b, (block, pair) in enumerate(zip(cell.genotype.blocks, cell.blocks)):
-                for side, i, op in zip(("left", "right"), block.inputs, block.ops):
-                    module = pair[side]
-                    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-                    pools = [m for m in module.modules() if hasattr(m, "kind") and hasattr(m, "stride")]
-                    stride = (convs[0].stride[0] if convs and not pools else pools[0].stride) if convs or pools else 1
-                    in_channels = convs[0].in_channels if convs and not pools else None
-                    expected.append((name, b, side, i, op, stride, in_channels, type(module).__name__))
-        path = supernet.path(genotype)
-        modules = {(p.cell, p.block, p.side): m for p, m in zip(path, _path_modules(supernet, genotype))}
-        got = []
-        for p in path:
-            module = modules[(p.cell, p.block, p.side)]
-            convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-            pools = [m for m in module.modules() if hasattr(m, "kind") and hasattr(m, "stride")]
-            in_channels = convs[0].in_channels if convs and not pools else None
-            got.append((p.cell, p.block, p.side, p.input, p.op, p.stride, in_channels, type(module).__name__))
-            if in_channels is not None:
-                assert in_channels == p.in_channels
-        assert got == expected
+def test_the_supernet_is_the_one_nasnet_with_shared_cells(supernet):
+    from nasnet_zoo.nasnet import NASNet
+    from nasnet_zoo.search.supernet import SharedCell
 
-
-def _path_modules(supernet: Supernet, genotype) -> list[torch.nn.Module]:
-    layouts = supernet._layouts(genotype)
-    out = []
-    for plan in supernet._plans:
-        cell = supernet.cells[plan.name]
-        g = genotype.reduction if plan.reduction else genotype.normal
-        out += [m for *_, m in cell.path(g, layouts[plan.prev] if plan.prev is not None else None)]
-    return out
+    assert isinstance(supernet, NASNet) and all(isinstance(c, SharedCell) for c in supernet.cells.values())
+    assert supernet.config.cell_output == "fixed" and supernet.num_features == 4 * 4  # F x 2 reductions, any path
+    # one ChoiceOp per (input width, stride) in each cell, holding every op of the space once
+    for cell in supernet.cells.values():
+        for choice in cell.choices.values():
+            assert tuple(choice.candidates) == supernet.space.ops
 
 
 def test_the_extracted_child_computes_what_the_supernet_path_computes(supernet):
     x = torch.randn(6, 3, 8, 8)
-    for genotype in _genotypes(5, seed=1):
+    for genotype in _genotypes(supernet.space, 5, seed=1):
         child = supernet.extract(genotype).train()  # batch statistics, like the supernet's BatchNorm
+        assert child.config.cell_output == "fixed"  # the documented build_nasnet option
         with torch.no_grad():
             torch.testing.assert_close(supernet(x, genotype), child(x), rtol=1e-5, atol=1e-5)
         assert sum(isinstance(m, FactorizedReduce) for m in child.modules()) >= 2  # reductions are wired in
+    # the child is an ordinary create_model network: same weights by name as one built directly
+    direct = build_nasnet(genotype, cells_per_stack=1, num_conv_filters=4, stem="cifar", num_classes=10,
+                          image_size=8, aux_head=False, cell_output="fixed")
+    assert {k: v.shape for k, v in direct.state_dict().items()} == {k: v.shape for k, v in child.state_dict().items()}
 
 
-def test_only_the_sampled_path_gets_gradients(supernet):
-    genotype = _genotypes(1, seed=2)[0]
+def test_only_the_sampled_candidates_get_gradients(supernet):
+    genotype = _genotypes(supernet.space, 1, seed=2)[0]
     supernet.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(supernet(torch.randn(4, 3, 8, 8), genotype), torch.arange(4)).backward()
-    on_path = {id(m) for m in _path_modules(supernet, genotype)}
     for cell in supernet.cells.values():
-        for op in cell.ops.values():
-            grads = [p.grad is not None for p in op.parameters()]
-            assert all(grads) if id(op) in on_path else not any(grads)
-    with_grad = sum(p.numel() for p in supernet.parameters() if p.grad is not None)
-    assert with_grad < sum(p.numel() for p in supernet.parameters()) / 20
+        widths = cell.state_widths(cell.genotype)
+        used = {(f"{widths[i]}_{cell._stride(i)}", op) for block in cell.genotype.blocks
+                for i, op in zip(block.inputs, block.ops)}
+        for key, choice in cell.choices.items():
+            for op, candidate in choice.candidates.items():
+                grads = [p.grad is not None for p in candidate.parameters()]
+                assert all(grads) if (key, op) in used else not any(grads), (cell.genotype, key, op)
     supernet.zero_grad(set_to_none=True)
+
+
+def test_a_genotype_outside_the_space_is_refused_by_name():
+    from nasnet_zoo.genotypes import GenotypeError
+
+    net = Supernet(SPACES["reduced"], cells_per_stack=1, num_conv_filters=4, image_size=8)
+    with pytest.raises(GenotypeError, match="outside this space"):
+        net(torch.randn(2, 3, 8, 8), NASNET_A)  # its reduction cell uses sep_conv_7x7
+
+
+def test_fair_sampling_uses_every_op_once_at_every_op_decision():
+    from nasnet_zoo.search.shared import fair_paths
+
+    for space in (SPACES["reduced"], SPACES["full"]):
+        paths = fair_paths(space, np.random.default_rng(0))
+        assert len(paths) == len(space.ops)
+        decisions = np.array([space.to_decisions(g) for g in paths])
+        for t, (kind, _) in enumerate(space.steps()):
+            if kind == "op":
+                assert sorted(decisions[:, t]) == list(range(len(space.ops)))
 
 
 # ---- the search loop ------------------------------------------------------------------------------------------
 
 TINY = ["child.filters", "4", "child.cells", "1", "child.image_size", "8", "child.batch_size", "16",
-        "child.val_size", "64", "child.train_size", "256", "shared.eval_batch_size", "16", "shared.train_steps", "3",
+        "child.val_size", "64", "child.train_size", "256", "shared.eval_images", "32", "shared.eval_batch_size", "16",
+        "shared.train_steps", "3",
         "shared.controller_updates", "1", "ppo.minibatch", "5", "shared.threads", "1"]
 
 
@@ -128,7 +133,7 @@ def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_di
     """Through the command line for PPO (with the report), through ``run_search`` for random search and evolution."""
     from nasnet_zoo.genotypes import Genotype
     from nasnet_zoo.search.journal import genotype_key
-    from nasnet_zoo.search.shared import load_shared_state
+    from nasnet_zoo.search.state import load_search_state
     from nasnet_zoo.utils.io import read_jsonl
 
     from nasnet_zoo.search.runner import run_search
@@ -141,7 +146,8 @@ def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_di
     records = read_jsonl(out / "journal.jsonl")
     assert [r["index"] for r in records] == list(range(15))
     assert all(r["status"] == "ok" and r["strategy"] == strategy and 0.0 <= r["reward"] <= 1.0 for r in records)
-    assert {r["reward"] * 16 % 1 for r in records} == {0.0}  # accuracies on 16 validation images
+    assert {r["reward"] * 32 % 1 for r in records} == {0.0}  # accuracies on the 32 evaluation images
+    assert all(r["info"]["eval_images"] == 32 for r in records)
     assert len({r["info"]["train_step"] for r in records}) == 3  # 3 rounds, each after 3 more training steps
     assert (out / "metrics.jsonl").is_file() and (out / "config.yaml").is_file() and any((out / "tensorboard").iterdir())
     if strategy == "ppo":
@@ -154,28 +160,45 @@ def test_a_shared_search_leaves_the_outputs_of_a_proxy_search(tmp_path, cifar_di
         assert len(set(keys)) == len(keys) == min(10, len(distinct))
     metrics = read_jsonl(out / "metrics.jsonl")
     assert any("shared/loss" in m for m in metrics)
-    state = load_shared_state(out)
-    assert (state["observed"], state["step"], state["round"]) == (15, 9, 3)
+    state = load_search_state(out / "search_state.pt")  # the one checkpoint: strategy and shared weights
+    assert (state["observed"], state["evaluator"]["step"], state["evaluator"]["rounds"]) == (15, 9, 3)
     if strategy == "ppo":
         assert state["strategy"]["updates"] == 3 and any("controller/loss" in m for m in metrics)
     if strategy == "evolution":  # the population is the 10 newest rewarded children
         assert state["strategy"]["population"] == [[r["decisions"], r["reward"]] for r in records[-10:]]
 
 
+def test_every_child_is_scored_on_the_same_fixed_evaluation_images(tmp_path, cifar_dir):
+    from nasnet_zoo.search.runner import make_search
+
+    run = make_search(_config(tmp_path / "fixed", cifar_dir, 5), progress=False)
+    evaluator = run.evaluator
+    torch.testing.assert_close(evaluator.eval_x, evaluator.data.val_x[:32])  # the first shared.eval_images
+    net, space = evaluator.supernet, evaluator.space
+    for genotype in _genotypes(space, 3, seed=5):
+        with torch.no_grad():  # by hand: the same 32 images in batches of 16, whichever child it is
+            correct = sum(int((net(evaluator.data.val_x[i:i + 16], genotype).argmax(1)
+                               == evaluator.data.val_y[i:i + 16]).sum()) for i in (0, 16))
+        assert evaluator(genotype).reward == correct / 32 == evaluator(genotype).reward
+    run.lock.release()
+
+
 @pytest.mark.slow
 def test_resume_continues_a_shared_search_and_falls_back_to_the_previous_checkpoint(tmp_path, cifar_dir):
     from nasnet_zoo.search.runner import run_search
+    from nasnet_zoo.search.state import load_search_state
     from nasnet_zoo.utils.io import read_jsonl
 
-    full, part = tmp_path / "full", tmp_path / "part"
-    run_search(_config(full, cifar_dir, 20), progress=False)
+    part = tmp_path / "part"
     run_search(_config(part, cifar_dir, 10), progress=False)
-    (part / "shared_state.pt").write_bytes(b"damaged")  # the latest checkpoint is unreadable: use the previous
+    before = read_jsonl(part / "journal.jsonl")
+    (part / "search_state.pt").write_bytes(b"damaged")  # the latest checkpoint is unreadable: use the previous
     with pytest.warns(UserWarning, match="trying the previous checkpoint"):
         run_search(_config(part, cifar_dir, 20), resume=True, progress=False)
-    a, b = read_jsonl(full / "journal.jsonl"), read_jsonl(part / "journal.jsonl")
-    # same children, same rewards: the resumed search recomputed the lost round and replayed its journal lines
-    assert [(r["decisions"], r["reward"]) for r in a] == [(r["decisions"], r["reward"]) for r in b]
+    after = read_jsonl(part / "journal.jsonl")
+    assert after[:10] == before and [r["index"] for r in after] == list(range(20))
+    state = load_search_state(part / "search_state.pt")
+    assert state["observed"] == 20 and state["evaluator"]["rounds"] >= 4  # training went on from the checkpoint
 
 
 def _start(out: Path, cifar_dir: Path, children: int, resume: bool = False) -> subprocess.Popen:
@@ -187,9 +210,8 @@ def _start(out: Path, cifar_dir: Path, children: int, resume: bool = False) -> s
 
 @pytest.mark.slow
 def test_sigkill_then_resume_loses_no_child_and_writes_none_twice(tmp_path, cifar_dir):
+    from nasnet_zoo.search.state import load_search_state
     from nasnet_zoo.utils.io import read_jsonl
-
-    from nasnet_zoo.search.runner import run_search
 
     killed = tmp_path / "killed"
     process, journal = _start(killed, cifar_dir, 25), killed / "journal.jsonl"
@@ -206,10 +228,9 @@ def test_sigkill_then_resume_loses_no_child_and_writes_none_twice(tmp_path, cifa
     assert resumed.wait(timeout=240) == 0, resumed.stderr.read().decode()[-2000:]
     after = read_jsonl(journal)
     assert after[:len(before)] == before  # journaled children are never rewritten
-    assert [r["index"] for r in after] == list(range(25))
-    run_search(_config(tmp_path / "full", cifar_dir, 25), progress=False)  # the uninterrupted search
-    reference = read_jsonl(tmp_path / "full" / "journal.jsonl")
-    assert [(r["decisions"], r["reward"]) for r in after] == [(r["decisions"], r["reward"]) for r in reference]
+    assert [r["index"] for r in after] == list(range(25))  # none lost, none written twice
+    assert {r["session"] for r in after[len(before):]} == {1}
+    assert load_search_state(killed / "search_state.pt")["evaluator"]["rounds"] == 5  # every round trained once
 
 
 def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
@@ -224,7 +245,7 @@ def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
     records = read_jsonl(out / "journal.jsonl")
     assert len(records) == 5
     for r in records:
-        assert r["latency_ms"] > 0 and r["accuracy"] * 16 % 1 == 0
+        assert r["latency_ms"] > 0 and r["accuracy"] * 32 % 1 == 0
         assert r["reward"] == pytest.approx(soft_constraint_reward(r["accuracy"], r["latency_ms"], 2.0))
 
 
@@ -234,7 +255,9 @@ def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
     (["--backend", "local"], [], "--reward shared does not use --backend local: its children share one supernet"),
     (["--backend", "ray"], [], "--reward shared does not use --backend ray"),
     ([], ["shared.amp", "fp8"], "unknown shared.amp 'fp8'; expected one of auto, off, fp16, bf16"),
-    ([], ["shared.controller_updates", "0"], "shared.controller_updates and shared.eval_batch_size >= 1"),
+    ([], ["shared.controller_updates", "0"], "shared.controller_updates, shared.eval_images and "),
+    ([], ["shared.sampling", "greedy"], "unknown shared.sampling 'greedy'; expected one of uniform, strategy, fair"),
+    ([], ["controller.ops", "sep_conv_9x9"], "op set 'sep_conv_9x9' is not a valid choice"),
     ([], ["shared.device", "cuda:0"], "shared.device='cuda:0' but torch sees no CUDA GPU"),
 ])
 def test_bad_shared_settings_fail_before_any_work(tmp_path, cifar_dir, capsys, flags, opts, message):
@@ -261,29 +284,40 @@ def test_resume_with_another_reward_is_refused(tmp_path, cifar_dir, capsys):
     assert cli.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "20",
                      "--output-dir", str(oracle)]) == 0
     shared = SearchConfig(reward="shared", data_dir=str(cifar_dir), output_dir=str(oracle))
-    with pytest.raises(SearchConfigError, match="holds a proxy or oracle search"):
+    with pytest.raises(SearchConfigError, match="holds a search without shared weights"):
         make_search(shared, resume=True)
 
 
-@pytest.mark.slow
-def test_a_resume_that_would_sample_other_children_than_the_journal_is_refused(tmp_path, cifar_dir):
-    import shutil
-
+def test_a_resume_with_other_network_sizes_is_refused_and_init_from_takes_the_weights(tmp_path, cifar_dir):
     from nasnet_zoo.search.runner import make_search, run_search
-
     from nasnet_zoo.search.settings import SearchConfigError
-    from nasnet_zoo.utils.io import read_jsonl
+    from nasnet_zoo.search.state import load_search_state
 
     out = tmp_path / "out"
-    run_search(_config(out, cifar_dir, 10), progress=False)
-    before = read_jsonl(out / "journal.jsonl")
-    shutil.copy(out / "shared_state.prev.pt", out / "shared_state.pt")  # back to round 1: 5 lines to replay
-    with pytest.raises(SearchConfigError, match="the journal holds 5 children past the checkpoint"):
-        make_search(_config(out, cifar_dir, 10, "shared.train_steps", "4"), resume=True)
+    run_search(_config(out, cifar_dir, 5), progress=False)
     with pytest.raises(SearchConfigError, match="shared weights; this supernet has"):
         make_search(_config(out, cifar_dir, 10, "child.filters", "8"), resume=True)
-    run_search(_config(out, cifar_dir, 10), resume=True, progress=False)
-    assert read_jsonl(out / "journal.jsonl") == before
+    trained = load_search_state(out / "search_state.pt")["evaluator"]["weights"]
+    run = make_search(_config(tmp_path / "next", cifar_dir, 5, "shared.init_from", str(out)), progress=False)
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in run.evaluator.params]), trained)
+    assert run.evaluator.step == 0  # the weights only: a fresh optimizer and schedule
+    run.lock.release()
+    with pytest.raises(SearchConfigError, match="shared.init_from: .* holds no shared-weight search checkpoint"):
+        make_search(_config(tmp_path / "bad", cifar_dir, 5, "shared.init_from", str(tmp_path)), progress=False)
+
+
+def test_a_shared_search_in_the_nasbench201_space_runs_the_same_loop(tmp_path, cifar_dir):
+    from nasnet_zoo.search.nasbench201_supernet import Supernet as NASBench201Supernet
+    from nasnet_zoo.search.runner import make_search
+    from nasnet_zoo.utils.io import read_jsonl
+
+    out = tmp_path / "nb201"
+    run = make_search(_config(out, cifar_dir, 10, "space", "nasbench201", "strategy", "evolution",
+                              "shared.warmup_steps", "2", "shared.sampling", "uniform"), progress=False)
+    assert isinstance(run.evaluator.supernet, NASBench201Supernet)
+    assert run.run()["train_steps"] == 2 + 2 * 3
+    records = read_jsonl(out / "journal.jsonl")
+    assert len(records) == 10 and all("arch" in r["genotype"] and r["reward"] * 32 % 1 == 0 for r in records)
 
 
 # ---- devices and processes ------------------------------------------------------------------------------------
@@ -333,9 +367,9 @@ def test_two_gloo_processes_train_the_shared_weights_in_lockstep(tmp_path, cifar
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    initial = Supernet(cells_per_stack=1, filters=4, image_size=8).state_dict()
+    initial = Supernet(NASNetSpace(), cells_per_stack=1, num_conv_filters=4, image_size=8).state_dict()
     assert any(not torch.equal(rank0[k], initial[k]) for k in rank0)  # trained, not merely equal at init
     records = read_jsonl(out / "journal.jsonl")
     assert [r["index"] for r in records] == list(range(10))  # one writer: rank 0
-    # each process scored its half of the 16 validation images; the reward counts all 16
-    assert {r["reward"] * 16 % 1 for r in records} == {0.0}
+    # each process scored its half of the 32 evaluation images; the reward counts all 32
+    assert {r["reward"] * 32 % 1 for r in records} == {0.0}

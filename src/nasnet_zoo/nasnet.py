@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,9 @@ from .layers.ops import BNConfig
 from .layers.padding import check_padding_mode
 
 STEMS = ("imagenet", "cifar")
+#: How a cell makes its output: TF-slim's concatenation of the unused states, or that concatenation through a
+#: 1x1 conv to the cell's F channels (ENAS), whose width does not depend on the genotype.
+CELL_OUTPUTS = ("concat", "fixed")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,13 @@ class NASNetConfig:
     num_reduction_layers: int = 2
     image_size: int = 224
     padding: str = "tf"
+    cell_output: str = "concat"  # "fixed": every cell ends with a 1x1 conv to F channels (ENAS; weight sharing)
 
     def validate(self) -> None:
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; expected one of {STEMS}")
+        if self.cell_output not in CELL_OUTPUTS:
+            raise ValueError(f"unknown cell_output {self.cell_output!r}; expected one of {CELL_OUTPUTS}")
         check_padding_mode(self.padding)
         for name in ("cells_per_stack", "num_conv_filters", "in_chans", "image_size"):
             if int(getattr(self, name)) < 1:
@@ -328,9 +334,11 @@ class NASNet(NASNetTrunk):
     """A NASNet classifier built from a genotype: the whole trunk and a head.
 
     ``forward`` returns logits; in training mode with the auxiliary head it returns ``(logits, aux_logits)``.
+    ``make_cell`` builds every cell from the ``Cell`` arguments; the search's supernet passes its shared cell.
     """
 
-    def __init__(self, genotype: Genotype, config: NASNetConfig = NASNetConfig()) -> None:
+    def __init__(self, genotype: Genotype, config: NASNetConfig = NASNetConfig(), *,
+                 make_cell: Callable[..., Cell] = Cell) -> None:
         super().__init__()
         config.validate()
         self.genotype, self.config = genotype, config
@@ -350,10 +358,10 @@ class NASNet(NASNetTrunk):
             genotype_cell = genotype.reduction if plan.reduction else genotype.normal
             prev_ch = channels[plan.prev] if plan.prev is not None else None
             prev_larger = plan.prev is not None and strides[plan.prev] < strides[plan.x]
-            cell = Cell(genotype_cell, reduction=plan.reduction, in_channels=channels[plan.x],
-                        prev_channels=prev_ch, prev_is_larger=prev_larger, filters=plan.filters,
-                        padding=config.padding, bn=bn,
-                        drop_path=ScheduledDropPath(config.drop_path_keep_prob, (position + 1) / len(plans)))
+            cell = make_cell(genotype_cell, reduction=plan.reduction, in_channels=channels[plan.x],
+                             prev_channels=prev_ch, prev_is_larger=prev_larger, filters=plan.filters,
+                             padding=config.padding, bn=bn, fixed_output=config.cell_output == "fixed",
+                             drop_path=ScheduledDropPath(config.drop_path_keep_prob, (position + 1) / len(plans)))
             self.cells[plan.name] = cell
             channels.append(cell.out_channels)
             strides.append(strides[plan.x] * (2 if plan.reduction else 1))
@@ -419,7 +427,10 @@ NASNET_STRUCTURE_FIELDS = ("genotype", "cells_per_stack", "num_conv_filters", "s
 def nasnet_identity(model: nn.Module) -> dict[str, Any]:
     """The structure a NASNet's saved weights carry, to refuse them for another architecture by name."""
     config = model.config_dict()  # type: ignore[operator]
-    return {k: config[k] for k in NASNET_STRUCTURE_FIELDS}
+    identity = {k: config[k] for k in NASNET_STRUCTURE_FIELDS}
+    if config.get("cell_output", "concat") != "concat":  # only when set, so that older weights still match
+        identity["cell_output"] = config["cell_output"]
+    return identity
 
 
 def build_nasnet(genotype: Genotype, *, cells_per_stack: int, penultimate_filters: int | None = None,
@@ -429,8 +440,18 @@ def build_nasnet(genotype: Genotype, *, cells_per_stack: int, penultimate_filter
 
     ``penultimate_filters`` (F) is the channel count of the last cell; it fixes the base filter count as
     F / (4 * number of concatenated states) for two reductions. Give ``num_conv_filters`` instead to set the
-    base directly. Other keyword arguments are ``NASNetConfig`` fields.
+    base directly. Other keyword arguments are ``NASNetConfig`` fields, e.g. ``cell_output="fixed"`` for the cell
+    output of the search's supernet (a 1x1 conv to F channels ends every cell).
     """
+    return NASNet(genotype, nasnet_config(genotype, cells_per_stack=cells_per_stack,
+                                          penultimate_filters=penultimate_filters, num_conv_filters=num_conv_filters,
+                                          stem=stem, num_classes=num_classes, **overrides))
+
+
+def nasnet_config(genotype: Genotype, *, cells_per_stack: int, penultimate_filters: int | None = None,
+                  num_conv_filters: int | None = None, stem: str = "imagenet", num_classes: int = 1000,
+                  **overrides: Any) -> NASNetConfig:
+    """The ``NASNetConfig`` that :func:`build_nasnet` builds with: the stem's defaults, then ``overrides``."""
     if (penultimate_filters is None) == (num_conv_filters is None):
         raise ValueError("give exactly one of penultimate_filters (paper's 'N @ F') or num_conv_filters")
     defaults = _STEM_DEFAULTS[stem] if stem in _STEM_DEFAULTS else {}
@@ -438,20 +459,23 @@ def build_nasnet(genotype: Genotype, *, cells_per_stack: int, penultimate_filter
     if penultimate_filters is not None:
         num_conv_filters = filters_for_penultimate(genotype, penultimate_filters,
                                                    settings.get("num_reduction_layers", 2),
-                                                   settings.get("filter_scaling_rate", 2.0))
+                                                   settings.get("filter_scaling_rate", 2.0),
+                                                   fixed_output=settings.get("cell_output") == "fixed")
     unknown = set(settings) - set(NASNetConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown settings {sorted(unknown)}; valid: {sorted(NASNetConfig.__dataclass_fields__)}")
     config = NASNetConfig(cells_per_stack=cells_per_stack, num_conv_filters=int(num_conv_filters),  # type: ignore[arg-type]
                           stem=stem, num_classes=num_classes, **settings)
-    return NASNet(genotype, config)
+    config.validate()
+    return config
 
 
 def filters_for_penultimate(genotype: Genotype, penultimate_filters: int, num_reduction_layers: int = 2,
-                            filter_scaling_rate: float = 2.0) -> int:
-    """Base filter count F0 such that the last normal cell outputs ``penultimate_filters`` channels."""
-    width = sum(2 if i >= 2 and genotype.normal.blocks[i - 2].combiner == "concat" else 1
-                for i in genotype.normal.concat)
+                            filter_scaling_rate: float = 2.0, *, fixed_output: bool = False) -> int:
+    """Base filter count F0 such that the last normal cell outputs ``penultimate_filters`` channels
+    (``fixed_output``: every cell outputs its own F, whatever it concatenates)."""
+    width = 1 if fixed_output else sum(2 if i >= 2 and genotype.normal.blocks[i - 2].combiner == "concat" else 1
+                                       for i in genotype.normal.concat)
     scale = filter_scaling_rate ** num_reduction_layers
     base = penultimate_filters / (scale * width)
     if base != int(base) or base < 1:

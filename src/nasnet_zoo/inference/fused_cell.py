@@ -152,6 +152,7 @@ class FusedCell(nn.Module):
             and (f"{b}_left" in grouped or not isinstance(self.ops[f"{b}_left"], nn.Identity))
             for b, block in enumerate(self.genotype.blocks)]
         self.align = nn.ModuleDict({key: self._fuse_align(op) for key, op in cell.align.items()})
+        self.output_conv = cell.output_conv.fuse().body if cell.output_conv is not None else None  # reads a ReLU
 
     @staticmethod
     def _fuse_align(op: CellOp) -> nn.Module:
@@ -189,4 +190,5 @@ class FusedCell(nn.Module):
                 left, right = (results[key] for key in self._operands[b])
                 in_place = self._add_in_place[b] and not (left.requires_grad and torch.is_grad_enabled())
                 states[2 + b] = combine(block, left, right, in_place=in_place)
-        return cell_output(self.genotype, self.align, states)
+        out = cell_output(self.genotype, self.align, states)
+        return out if self.output_conv is None else self.output_conv(F.relu(out))

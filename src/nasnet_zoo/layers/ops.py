@@ -246,3 +246,20 @@ def build_op(name: str, in_channels: int, filters: int, stride: int, *, padding:
         return ConvOp(in_channels, filters, conv_kernels[name], stride, dilation=2 if name == "dil_conv_3x3" else 1,
                       bn=bn)
     raise ValueError(f"unknown op {name!r}")
+
+
+class ChoiceOp(nn.Module):
+    """Every candidate op for one input width and stride; ``forward(x, op)`` runs the one named.
+
+    A weight-sharing supernet holds these instead of one op per block: a cell's blocks that apply the same op
+    to inputs of the same width and stride share its weights, and only the candidate that runs gets gradients.
+    """
+
+    def __init__(self, ops: Sequence[str], in_channels: int, filters: int, stride: int, *, padding: str = "tf",
+                 bn: BNConfig = BNConfig()) -> None:
+        super().__init__()
+        self.candidates = nn.ModuleDict({op: build_op(op, in_channels, filters, stride, padding=padding, bn=bn)
+                                         for op in ops})
+
+    def forward(self, x: torch.Tensor, op: str) -> torch.Tensor:
+        return self.candidates[op](x)

@@ -67,9 +67,13 @@ def _drop_torn_tail(path: Path) -> None:
 
 
 class Journal:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        _drop_torn_tail(self.path)
+    """The search's record of finished children, one JSON line each; ``write=False`` (torchrun ranks other than
+    0) reads it and keeps new records in memory only, so there is one writer."""
+
+    def __init__(self, path: str | Path, *, write: bool = True) -> None:
+        self.path, self.write = Path(path), write
+        if write:
+            _drop_torn_tail(self.path)
         fix = (f"repair it with `{repair_command(self.path.parent)}` (bad lines move to {REJECTED_NAME}, every "
                "good line is kept), then --resume")
         try:
@@ -95,7 +99,8 @@ class Journal:
     def append(self, record: dict[str, Any], key: str) -> dict[str, Any]:
         """Give ``record`` the next index and write it durably; returns the record as written."""
         record = {"index": len(self.records), **record}
-        append_jsonl(self.path, record)
+        if self.write:
+            append_jsonl(self.path, record)
         self.records.append(record)
         self._by_key.setdefault(key, record)
         return record

@@ -1,7 +1,7 @@
 """Every setting of a search (``SearchConfig``), its validation and the strategy it asks for.
 
-Kept apart from the two search loops (``runner.SearchRun`` for the stand-alone and oracle rewards,
-``shared.SharedSearchRun`` for weight sharing) so that both read the same settings without importing each other.
+Kept apart from the search loop (``runner.SearchRun``) and the rewards, so that all of them read the same settings
+without importing each other.
 """
 from __future__ import annotations
 
@@ -21,10 +21,9 @@ from .table import TableConfig, load_table_reward
 
 STRATEGIES = ("ppo", "random", "evolution")
 REWARDS = ("proxy", "oracle", "shared", "table")
-#: Rewards that train NASNet children, so they search the NASNet space only.
-NASNET_REWARDS = ("proxy", "shared")
+#: Rewards that train NASNet children, so they search the NASNet space only (shared weights exist for both).
+NASNET_REWARDS = ("proxy",)
 CONFIG_NAME = "config.yaml"
-SHARED_STATE_NAME = "shared_state.pt"  # the checkpoint of a shared-weight search (search/shared.py)
 
 
 @dataclass
@@ -81,7 +80,7 @@ def validate_config(cfg: SearchConfig) -> None:
     if cfg.space != "nasnet" and (cfg.reward in NASNET_REWARDS or cfg.latency.enabled):
         what = f"reward {cfg.reward!r}" if cfg.reward in NASNET_REWARDS else "a latency target"
         raise SearchConfigError(f"{what} trains or times NASNet children, so it searches the nasnet space, not "
-                                f"{cfg.space!r}: use --space nasnet, or --reward table / oracle with {cfg.space}")
+                                f"{cfg.space!r}: use --space nasnet, or --reward table / oracle / shared with {cfg.space}")
     _one_of("dataset", cfg.dataset, SEARCH_DATASETS)
     if cfg.backend:
         _one_of("backend", cfg.backend, BACKENDS)
@@ -99,7 +98,7 @@ def validate_config(cfg: SearchConfig) -> None:
         cfg.child.validate()
         cfg.latency.validate()
         cfg.shared.validate()
-        if cfg.reward in NASNET_REWARDS:
+        if cfg.reward in ("proxy", "shared"):
             check_search_data(cfg.dataset, cfg.data_dir)
         if cfg.reward == "table":
             load_table_reward(cfg.table, space)

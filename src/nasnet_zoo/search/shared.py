@@ -1,58 +1,41 @@
-"""Weight-sharing search (ENAS, Pham et al. 2018) with the paper's controller and PPO: one machine, one GPU.
+"""The shared-weight reward (ENAS, SPOS): one supernet, trained in rounds, scores every child on the same images.
 
-A round alternates (a) ``shared.train_steps`` SGD steps of the :class:`Supernet` on the training split, one
-child per minibatch (from the current policy for PPO, uniform for random search), and (b)
-``shared.controller_updates`` PPO minibatches: each sampled child's reward is its accuracy, with the shared
-weights, on its own minibatch of the validation images held out of training. Every rewarded child is one
-journal line, so a shared search leaves the outputs of a proxy search.
+:class:`SharedWeightEvaluator` is a reward of the one search loop (``runner.SearchRun``) with a training hook:
+before every round of ``shared.controller_updates x ppo.minibatch`` children, the loop asks it to train the
+supernet for ``shared.train_steps`` minibatches (the first round after ``shared.warmup_steps`` uniform ones),
+one path per minibatch: drawn uniformly, proposed by the strategy, or, with ``fair``, every op once (FairNAS).
+A child's reward is its accuracy with the shared weights on the first ``shared.eval_images`` held-out images,
+the same images for every child, in batches of ``shared.eval_batch_size`` (BatchNorm uses batch statistics, so
+the batch size is part of the measurement). Its state (weights, momentum, scaler, counters) is saved in the
+search checkpoint, so a resumed search goes on from the last round.
 
-Resume contract (a SIGKILL at any instant): every source of randomness is a pure function of the seed and a
-counter (training batch and flips of step s, validation batch of child i) or lives in the checkpoint
-(strategy RNG, controller, Adam, baseline), and a checkpoint (supernet, SGD, grad scaler, strategy, counters)
-is written atomically after every round; the previous one is kept as a fallback. On ``resume`` the round after
-the checkpoint is recomputed; the children it proposes that the journal already holds are taken from the
-journal (reward included, and checked to be the same decisions) instead of being evaluated again, so no line
-is lost or written twice and PPO sees every child once. On CPU the resumed search equals the uninterrupted one.
+The supernet is the space's: :class:`~nasnet_zoo.search.supernet.Supernet` (the one NASNet) for ``nasnet``,
+NAS-Bench-201's skeleton for ``nasbench201``; both run ``supernet(x, genotype)``.
 
 Under torchrun, every process samples the same children (same seeds), trains on its slice of each minibatch
 and averages the sampled path's gradients with one ``all_reduce``; rewards sum correct counts over the
-processes' slices of the validation minibatch. torch's ``DistributedDataParallel`` is not used: it reduces
-every registered parameter each step (hundreds of times the sampled path here) and turns the unused ones'
-missing gradients into zeros, which momentum and weight decay would then apply to every op not sampled.
+processes' slices. torch's ``DistributedDataParallel`` is not used: it reduces every registered parameter each
+step (hundreds of times the sampled path here) and turns the unused ones' missing gradients into zeros, which
+momentum and weight decay would then apply to every op not sampled.
 """
 from __future__ import annotations
 
-import math
-import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
+from torch import nn
 
-from ..config import dump_config
-from ..genotypes import Genotype
-from ..utils.distributed import DistInfo, init_distributed
-from ..utils.checkpoint import read_checkpoint, save_checkpoint
-from ..utils.io import read_jsonl
-from ..utils.metrics import MetricsLogger
-from ..utils.run_lock import is_main_process, lock_run_folder
+from ..utils.distributed import DistInfo
 from .child import ProxyData
-from .journal import JOURNAL_NAME, Journal, child_record, genotype_key
-from .latency import LatencyObjective
 from .rewards import ChildResult
-from .settings import (CONFIG_NAME, SHARED_STATE_NAME, SearchConfig, SearchConfigError, build_strategy,
-                       refuse_unless_resume, validate_config)
-from .state import STATE_NAME
-from .strategy import Proposal
-from .supernet import Supernet
-
-SHARED_STATE_PREVIOUS = "shared_state.prev.pt"
-_VERSION = 2  # 2: weights and momentum as flat tensors
+from .spaces import SearchGenotype, SearchSpace, build_space
+from .strategy import SearchStrategy
+from .supernet import SharedConfig, Supernet
 
 
 def _mix(*parts: int) -> int:
@@ -72,39 +55,61 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-class SharedWeightEvaluator:
-    """The supernet, its optimizer and its data: train with sampled children, score any genotype.
+def build_supernet(space: SearchSpace, *, cells: int, filters: int, num_classes: int, image_size: int) -> nn.Module:
+    """The weight-sharing network of ``space`` at the proxy child's size (``child.cells``, ``child.filters``)."""
+    if space.name == "nasbench201":
+        from .nasbench201_supernet import Supernet as NASBench201Supernet
+        return NASBench201Supernet(channels=filters, cells_per_stage=cells, num_classes=num_classes)
+    return Supernet(space, cells_per_stack=cells, num_conv_filters=filters, num_classes=num_classes,  # type: ignore[arg-type]
+                    image_size=image_size)
 
-    ``data`` holds the training images and the held-out validation images (``ProxyData``). With several
-    torchrun processes, each works on its slice of every batch and the results are reduced over all of them.
+
+def fair_paths(space: SearchSpace, rng: np.random.Generator) -> list[SearchGenotype]:
+    """FairNAS's strict fairness: as many paths as ops, each op once at every op decision; other decisions drawn
+    uniformly per path."""
+    steps = space.steps()
+    count = space.vocabulary_size("op")
+    columns = [rng.permutation(n) if kind == "op" else rng.integers(0, n, count) for kind, n in steps]
+    return [space.to_genotype([int(c[k]) for c in columns]) for k in range(count)]
+
+
+class SharedWeightEvaluator:
+    """The supernet, its optimizer and its data: train it with sampled paths, score any child of the space.
+
+    ``data`` holds the training images and the held-out images (``ProxyData``). With several torchrun processes,
+    each works on its slice of every batch and the results are reduced over all of them.
     """
 
-    def __init__(self, cfg: SearchConfig, data: ProxyData, device: torch.device | str = "cpu",
+    def __init__(self, cfg: Any, data: ProxyData, device: torch.device | str = "cpu",
                  info: DistInfo = DistInfo()) -> None:
         child, shared = cfg.child, cfg.shared
-        self.cfg, self.data, self.info = cfg, data, info
+        self.cfg, self.shared, self.data, self.info = cfg, shared, data, info
         self.device = torch.device(device)
         self.seed = cfg.seed
+        self.space = build_space(cfg.space, cfg.controller.num_blocks, cfg.controller.ops, cfg.controller.combiners)
         for name, size in (("child.batch_size", child.batch_size), ("shared.eval_batch_size", shared.eval_batch_size)):
             if size % info.world_size:
-                raise SearchConfigError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
+                raise ValueError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
         with torch.random.fork_rng(devices=[]):  # the initial weights follow the search's seed, not the caller's RNG
             torch.manual_seed(_mix(cfg.seed, 0))
-            self.supernet = Supernet(num_blocks=cfg.controller.num_blocks, cells_per_stack=child.cells,
-                                     filters=child.filters, num_classes=data.num_classes,
-                                     image_size=child.image_size).to(self.device)
+            self.supernet = build_supernet(self.space, cells=child.cells, filters=child.filters,
+                                           num_classes=data.num_classes, image_size=child.image_size).to(self.device)
         if self.device.type == "cuda":
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
-        self.batch_size, self.eval_batch_size = child.batch_size, min(shared.eval_batch_size, len(data.val_y))
-        self.params = list(self.supernet.parameters())  # walking 20,000 modules per step costs more than the step
+        self.supernet.train()  # batch statistics always (both supernets keep no running averages)
+        self.batch_size = child.batch_size
+        self.params = list(self.supernet.parameters())  # walking thousands of modules per step costs more than a step
         self.optimizer = torch.optim.SGD(self.params, lr=child.lr, momentum=child.momentum,
                                          weight_decay=child.weight_decay, nesterov=True)
         self.amp_dtype = resolve_amp(shared.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.grad_clip = shared.grad_clip
         self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
-        self.val_x, self.val_y = data.val_x.to(self.device), data.val_y.to(self.device)
+        n_eval = min(shared.eval_images, len(data.val_y))
+        self.eval_x, self.eval_y = data.val_x[:n_eval].to(self.device), data.val_y[:n_eval].to(self.device)
         self._epoch_order: tuple[int, torch.Tensor] | None = None
+        self.step = 0    # supernet minibatches trained so far
+        self.rounds = 0  # training rounds done
+        self.round_children = shared.controller_updates * cfg.ppo.minibatch
 
     # ---- data: pure functions of (seed, counter), so resuming needs no data state -----------------------------
     def _slice(self, idx: torch.Tensor) -> torch.Tensor:
@@ -124,13 +129,6 @@ class SharedWeightEvaluator:
         x = self.train_x[idx.to(self.device)]
         return torch.where(flip[:, None, None, None], x.flip(-1), x), self.train_y[idx.to(self.device)]
 
-    def val_batch(self, child_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The validation minibatch of child ``child_index``: consecutive held-out images, cycling."""
-        n = len(self.val_y)
-        start = child_index * self.eval_batch_size % n
-        idx = self._slice(torch.arange(start, start + self.eval_batch_size) % n).to(self.device)
-        return self.val_x[idx], self.val_y[idx]
-
     # ---- training and scoring ---------------------------------------------------------------------------------
     def _all_sum(self, values: list[float]) -> list[float]:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
@@ -138,30 +136,36 @@ class SharedWeightEvaluator:
             dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def train_step(self, genotype: Genotype, step: int) -> dict[str, float]:
-        """One SGD step of the genotype's path on training minibatch ``step``; a non-finite loss skips it."""
-        net = self.supernet
-        x, y = self.train_batch(step)
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def train_step(self, paths: SearchGenotype | list[SearchGenotype]) -> dict[str, float]:
+        """One SGD step on the next training minibatch, its loss averaged over ``paths`` (one path, or the fair
+        set); a non-finite loss on any process skips the step everywhere."""
+        paths = paths if isinstance(paths, list) else [paths]
+        x, y = self.train_batch(self.step)
+        self.step += 1
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            logits = net(x, genotype)
-            loss = F.cross_entropy(logits.float(), y)
-        loss_sum, correct, count, finite = self._all_sum([float(loss.detach()) * len(y),
-                                                          float((logits.argmax(1) == y).sum()), float(len(y)),
-                                                          float(not torch.isfinite(loss.detach()))])
+        with self._autocast():
+            logits = [self.supernet(x, path) for path in paths]
+            loss = sum(F.cross_entropy(out.float(), y) for out in logits) / len(paths)
+        correct = sum(float((out.argmax(1) == y).sum()) for out in logits) / len(paths)
+        loss_sum, correct, count, nonfinite = self._all_sum([float(loss.detach()) * len(y), correct, float(len(y)),
+                                                             float(not torch.isfinite(loss.detach()))])
         self.optimizer.zero_grad(set_to_none=True)
-        if finite == 0:  # every process saw a finite loss
+        if nonfinite == 0:
             self.scaler.scale(loss).backward()
             params = [p for p in self.params if p.grad is not None]
             if self.info.distributed:
                 self._average_gradients(params)
             self.scaler.unscale_(self.optimizer)
-            if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            if self.shared.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.shared.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return {"loss": loss_sum / count, "accuracy": correct / count, "skipped": int(finite > 0)}
+        return {"loss": loss_sum / count, "accuracy": correct / count, "skipped": int(nonfinite > 0)}
 
     def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         grads = [p.grad for p in params]
@@ -174,36 +178,63 @@ class SharedWeightEvaluator:
             offset += g.numel()  # type: ignore[union-attr]
 
     @torch.no_grad()
-    def accuracy(self, genotype: Genotype, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy of ``genotype`` with the shared weights on this process's slice, summed over processes."""
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            logits = self.supernet(x, genotype)
-        correct, total = self._all_sum([float((logits.argmax(1) == y).sum()), float(len(y))])
-        return correct / total
-
-    def child_reward(self, genotype: Genotype, child_index: int) -> float:
-        return self.accuracy(genotype, *self.val_batch(child_index))
-
-    def score(self, genotype: Genotype, batches: int | None = None) -> float:
-        """Shared-weight accuracy on the first ``batches`` validation minibatches (``None``: all held-out images)."""
-        n = len(self.val_y)
-        count = math.ceil(n / self.eval_batch_size) if batches is None else batches
+    def score(self, genotype: SearchGenotype) -> float:
+        """Accuracy with the shared weights on the fixed evaluation images (every process its slice)."""
+        n, size = len(self.eval_y), self.shared.eval_batch_size
         correct = total = 0.0
-        for b in range(count):
-            start = b * self.eval_batch_size
-            idx = torch.arange(start, min(start + self.eval_batch_size, n) if batches is None
-                               else start + self.eval_batch_size) % n
-            idx = self._slice(idx).to(self.device)
-            acc = self.accuracy(genotype, self.val_x[idx], self.val_y[idx])
-            size = self._all_sum([float(len(idx))])[0]
-            correct, total = correct + acc * size, total + size
+        for start in range(0, n, size):
+            idx = self._slice(torch.arange(start, min(start + size, n))).to(self.device)
+            x = self.eval_x[idx]
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = self.supernet(x, genotype)
+            c, t = self._all_sum([float((logits.argmax(1) == self.eval_y[idx]).sum()), float(len(idx))])
+            correct, total = correct + c, total + t
         return correct / total
 
-    def train(self, steps: int, sampler: Callable[[], Genotype], first_step: int = 0) -> list[dict[str, float]]:
-        """``steps`` training steps, each on the child ``sampler()`` returns (e.g. uniform, for rank fidelity)."""
-        return [self.train_step(sampler(), first_step + s) for s in range(steps)]
+    def __call__(self, genotype: SearchGenotype, seed: int = 0, device: str | None = None) -> ChildResult:
+        """The search loop's reward (``seed`` and ``device`` are the stand-alone evaluators'; unused here)."""
+        tic = time.perf_counter()
+        accuracy = self.score(genotype)
+        return ChildResult(accuracy, seconds=time.perf_counter() - tic,
+                           info={"train_step": self.step, "round": self.rounds, "eval_images": len(self.eval_y)})
+
+    def train(self, steps: int, sampler: Callable[[], SearchGenotype | list[SearchGenotype]]) -> list[dict[str, float]]:
+        """``steps`` training steps, each on the path(s) ``sampler()`` returns (e.g. uniform, for rank fidelity)."""
+        return [self.train_step(sampler()) for _ in range(steps)]
+
+    def uniform_sampler(self, purpose: int) -> Callable[[], SearchGenotype | list[SearchGenotype]]:
+        """Paths drawn from the seed (same on every process): uniform, or the fair set with ``sampling: fair``."""
+        rng = np.random.default_rng([self.seed, purpose, self.rounds, self.step])
+        if self.shared.sampling == "fair":
+            return lambda: fair_paths(self.space, rng)  # type: ignore[return-value]
+        return lambda: self.space.to_genotype(self.space.random_decisions(rng))
+
+    # ---- the search loop's training hook ----------------------------------------------------------------------
+    def reusable(self, earlier: dict[str, Any]) -> bool:
+        """An earlier reward of the same genotype stands only if the weights have not been trained since."""
+        return earlier.get("info", {}).get("round") == self.rounds
+
+    def next_round_at(self) -> int:
+        """The number of journaled children at which the next training round is due."""
+        return self.rounds * self.round_children
+
+    def train_round(self, strategy: SearchStrategy) -> dict[str, float]:
+        """Train before the next round of children: the warm-up first, then ``shared.train_steps`` minibatches."""
+        tic = time.perf_counter()
+        stats = self.train(self.shared.warmup_steps, self.uniform_sampler(3)) if self.rounds == 0 else []
+        if self.shared.sampling == "strategy":
+            stats += self.train(self.shared.train_steps, lambda: strategy.propose(1)[0].genotype)
+        else:
+            stats += self.train(self.shared.train_steps, self.uniform_sampler(4))
+        self.rounds += 1
+        summary = {"shared/step": float(self.step), "shared/round_seconds": time.perf_counter() - tic}
+        if stats:
+            summary |= {"shared/loss": sum(s["loss"] for s in stats) / len(stats),
+                        "shared/train_accuracy": sum(s["accuracy"] for s in stats) / len(stats),
+                        "shared/skipped_steps": float(sum(s["skipped"] for s in stats))}
+        return summary
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and momentum as single flat tensors: tens of thousands of small tensors pickle 100x slower."""
@@ -212,19 +243,24 @@ class SharedWeightEvaluator:
         momentum = [self.optimizer.state[params[i]]["momentum_buffer"] for i in with_momentum]
         return {"weights": torch.cat([p.detach().reshape(-1) for p in params]).cpu(),
                 "momentum": torch.cat([m.reshape(-1) for m in momentum]).cpu() if momentum else torch.zeros(0),
-                "with_momentum": torch.tensor(with_momentum, dtype=torch.long), "scaler": self.scaler.state_dict()}
+                "with_momentum": torch.tensor(with_momentum, dtype=torch.long), "scaler": self.scaler.state_dict(),
+                "step": self.step, "rounds": self.rounds}
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
+        """Restore a saved state; ``weights_only`` takes the weights and leaves optimizer and counters fresh
+        (``shared.init_from``: a supernet trained elsewhere, e.g. a warm-up shared by several searches)."""
         params = self.params
         weights = state["weights"].to(self.device)
         if weights.numel() != sum(p.numel() for p in params):
             raise ValueError(f"the checkpoint holds {weights.numel()} shared weights; this supernet has "
-                             f"{sum(p.numel() for p in params)} (different child.* or controller sizes)")
+                             f"{sum(p.numel() for p in params)} (other child.*, space or controller.* settings)")
         offset = 0
         for p in params:
             p.copy_(weights[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
+        if weights_only:
+            return
         momentum, offset = state["momentum"].to(self.device), 0
         self.optimizer.state.clear()
         for i in state["with_momentum"].tolist():
@@ -233,190 +269,17 @@ class SharedWeightEvaluator:
             offset += p.numel()
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self.step, self.rounds = int(state["step"]), int(state["rounds"])
 
 
-# ---- checkpoints ----------------------------------------------------------------------------------------------
+def supernet_state_of(folder: str | Path) -> dict[str, Any]:
+    """The shared weights saved in a shared search's checkpoint (``shared.init_from``), or a clear error."""
+    from .state import STATE_NAME, load_search_state
 
-def save_shared_state(folder: Path, state: dict[str, Any]) -> None:
-    """Keep the last two: the current one becomes the fallback, then the new one is written atomically."""
-    latest = folder / SHARED_STATE_NAME
-    if latest.exists():
-        os.replace(latest, folder / SHARED_STATE_PREVIOUS)
-    save_checkpoint(latest, {"version": _VERSION, **state})
+    path = Path(folder)
+    state = load_search_state(path / STATE_NAME if path.is_dir() else path)
+    if state is None or "evaluator" not in state:
+        raise ValueError(f"{folder} holds no shared-weight search checkpoint ({STATE_NAME} with shared weights); "
+                         "give the output folder of a finished --reward shared search")
+    return state["evaluator"]
 
-
-def load_shared_state(folder: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint of a shared search (falling back to the previous one), or None."""
-    for path in (folder / SHARED_STATE_NAME, folder / SHARED_STATE_PREVIOUS):
-        if not path.exists():
-            continue
-        try:
-            state = read_checkpoint(path, written_by="tools/search.py")  # weights only: nothing in it can run
-            if state.get("version") != _VERSION:
-                raise ValueError(f"checkpoint version {state.get('version')!r}; this code reads {_VERSION}")
-            return state
-        except Exception as err:  # noqa: BLE001 - a damaged file of any kind: use the previous one
-            warnings.warn(f"{path} cannot be read ({type(err).__name__}: {err}); trying the previous checkpoint")
-    return None
-
-
-# ---- the search -----------------------------------------------------------------------------------------------
-
-class SharedSearchRun:
-    """A shared-weight search in one output folder; ``run()`` goes until the journal holds ``children``."""
-
-    def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True) -> None:
-        validate_config(cfg)
-        if cfg.reward != "shared":
-            raise SearchConfigError(f"SharedSearchRun runs reward 'shared', got {cfg.reward!r}")
-        self.cfg = cfg
-        self.out = Path(cfg.output_dir)
-        self.lock = lock_run_folder(self.out, enabled=is_main_process())  # before the journal is read
-        try:
-            self._open(resume, progress)
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def _open(self, resume: bool, progress: bool) -> None:
-        cfg = self.cfg
-        records = read_jsonl(self.out / JOURNAL_NAME)
-        refuse_unless_resume(self.out, len(records), resume)
-        if resume and (self.out / STATE_NAME).exists():
-            raise SearchConfigError(f"{self.out} holds a proxy or oracle search ({STATE_NAME}); it cannot be resumed "
-                                    "with reward 'shared': start a new --output-dir")
-        self.info, self.device = init_distributed(cfg.shared.device)
-        self.journal = Journal(self.out / JOURNAL_NAME) if self.info.is_main else None
-        self.records = self.journal.records if self.journal is not None else records
-        self.replay_until = len(self.records)
-        self.progress = progress and self.info.is_main
-        data = ProxyData.load(cfg.data_dir, cfg.child, dataset=cfg.dataset)
-        self.evaluator = SharedWeightEvaluator(cfg, data, self.device, self.info)
-        self.strategy = build_strategy(cfg)
-        self.latency = LatencyObjective(cfg.latency, self.records) if cfg.latency.enabled else None
-        self.done = self.step = self.round = self.resumes = 0
-        state = load_shared_state(self.out) if resume else None
-        if state is not None:
-            try:
-                self.evaluator.load_state_dict(state["evaluator"])
-            except ValueError as err:
-                raise SearchConfigError(f"{self.out}: {err}; resume with the search's own child.* settings") from None
-            self.strategy.load_state_dict(state["strategy"])
-            self.done, self.step, self.round = state["observed"], state["step"], state["round"]
-            self.resumes = state["resumes"] + 1
-            if self.done > len(self.records):
-                raise SearchConfigError(f"{self.out}: the checkpoint has seen {self.done} children but the journal "
-                                        f"holds {len(self.records)}; the journal was cut or replaced")
-            if len(self.records) > self.done and state["round_settings"] != self._round_settings():
-                raise SearchConfigError(
-                    f"{self.out}: the journal holds {len(self.records) - self.done} children past the checkpoint, "
-                    f"sampled in a round with {state['round_settings']}; resume with these settings so that the "
-                    f"round is replayed exactly (got {self._round_settings()})")
-        elif resume and self.records:
-            warnings.warn(f"{self.out}: no readable checkpoint; retraining from the start and replaying the "
-                          f"{len(self.records)} journaled children")
-        self.metrics = MetricsLogger(self.out, step_key="child", enabled=self.info.is_main)
-        if self.info.is_main:
-            dump_config(cfg, self.out / CONFIG_NAME)
-
-    def _round_settings(self) -> dict[str, int]:
-        """What decides which children a round samples: a replayed round must use the same."""
-        return {"shared.train_steps": self.cfg.shared.train_steps,
-                "shared.controller_updates": self.cfg.shared.controller_updates, "ppo.minibatch": self.cfg.ppo.minibatch}
-
-    def _checkpoint(self) -> None:
-        if self.info.is_main:
-            save_shared_state(self.out, {"evaluator": self.evaluator.state_dict(),
-                                         "strategy": self.strategy.state_dict(), "observed": self.done,
-                                         "step": self.step, "round": self.round, "resumes": self.resumes,
-                                         "round_settings": self._round_settings()})
-
-    def _child(self, proposal: Proposal) -> None:
-        index = self.done
-        if index < self.replay_until:  # journaled before the kill: its reward is in the journal
-            record = self.records[index]
-            if list(record["decisions"]) != list(proposal.decisions):
-                raise RuntimeError(f"{self.out}: journal line {index} holds other decisions than the checkpoint's "
-                                   "policy samples again; the journal and checkpoint are from different searches")
-            self.strategy.observe(proposal.decisions, proposal.log_prob, record["reward"])
-        else:
-            tic = time.perf_counter()
-            accuracy = self.evaluator.child_reward(proposal.genotype, index)
-            scored = self._latency_score(proposal.genotype, accuracy) if self.latency is not None else {}
-            result = ChildResult(accuracy, seconds=time.perf_counter() - tic,
-                                 info={"train_step": self.step, "round": self.round,
-                                       "val_images": self.evaluator.eval_batch_size})
-            record = child_record(proposal, result, strategy=self.cfg.strategy, worker="shared", attempts=1,
-                                  session=self.resumes) | scored
-            key = genotype_key(proposal.genotype)
-            if self.journal is not None:
-                earlier = self.journal.lookup(key)
-                if earlier is not None:
-                    record["repeat_of"] = earlier["index"]
-                record = self.journal.append(record, key)
-            else:
-                record = {"index": index, **record}
-                self.records.append(record)
-            stats = self.strategy.observe(proposal.decisions, proposal.log_prob, record["reward"])
-            self.best = max(self.best, record["reward"])
-            self.metrics.log(child=index + 1, reward=record["reward"], best_reward=self.best,
-                             seconds=record["seconds"])
-            if stats is not None:
-                self.metrics.log(child=index + 1, **{f"controller/{k}": v for k, v in stats.items()})
-        self.done += 1
-        self.bar.update(1)
-        self.bar.set_postfix(best=f"{self.best:.3f}", last=f"{record['reward']:.3f}")
-
-    def _latency_score(self, genotype: Genotype, accuracy: float) -> dict[str, float]:
-        """Rank 0 times the child (cached per genotype); every process gets its numbers."""
-        scored = [self.latency.score(genotype, accuracy) if self.info.is_main else None]  # type: ignore[union-attr]
-        if self.info.distributed:
-            dist.broadcast_object_list(scored, src=0)
-        return scored[0]  # type: ignore[return-value]
-
-    def run(self) -> dict[str, Any]:
-        threads = torch.get_num_threads()
-        if self.cfg.shared.threads:
-            torch.set_num_threads(self.cfg.shared.threads)
-        try:
-            return self._run()
-        finally:
-            torch.set_num_threads(threads)
-            self.metrics.close()
-            self.lock.release()
-
-    def _run(self) -> dict[str, Any]:
-        cfg, shared = self.cfg, self.cfg.shared
-        start = time.perf_counter()
-        train_seconds = 0.0
-        self.best = max((r["reward"] for r in self.records), default=0.0)
-        self.bar = tqdm(total=cfg.children, initial=self.done, desc=f"search {cfg.strategy}/shared",
-                        disable=not self.progress, unit="child")
-        try:
-            while self.done < cfg.children:
-                tic = time.perf_counter()
-                stats = [self.evaluator.train_step(p.genotype, self.step + s)
-                         for s, p in enumerate(self.strategy.propose(shared.train_steps))]
-                self.step += len(stats)
-                train_seconds += time.perf_counter() - tic
-                for _ in range(shared.controller_updates):
-                    n = min(cfg.ppo.minibatch, cfg.children - self.done)
-                    for proposal in self.strategy.propose(max(n, 0)):
-                        self._child(proposal)
-                self.round += 1
-                self._checkpoint()
-                if stats and self.done > self.replay_until:
-                    self.metrics.log(child=self.done, **{
-                        "shared/loss": sum(s["loss"] for s in stats) / len(stats),
-                        "shared/train_accuracy": sum(s["accuracy"] for s in stats) / len(stats),
-                        "shared/skipped_steps": sum(s["skipped"] for s in stats), "shared/step": self.step,
-                        "shared/round_seconds": time.perf_counter() - tic})
-        finally:
-            self.bar.close()
-        wall = time.perf_counter() - start
-        summary = {"children": self.done, "wall_seconds": wall, "train_steps": self.step, "rounds": self.round,
-                   "train_seconds": train_seconds, "children_per_hour": 3600 * self.done / wall if wall else 0.0,
-                   "best_reward": self.best, "device": str(self.device), "processes": self.info.world_size}
-        self.metrics.log(child=self.done, **{f"summary/{k}": v for k, v in summary.items()
-                                             if isinstance(v, (int, float))})
-        return summary
