@@ -21,9 +21,6 @@ batches of a fixed size (the bench uses 250 images), never image by image.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -134,27 +131,3 @@ def uniform_cell(generator: torch.Generator) -> NASBench201Cell:
     """A cell with each edge's op drawn uniformly from the 5 (the RSPS / SPOS sampler)."""
     picks = torch.randint(len(NB201_OPS), (len(NB201_EDGES),), generator=generator).tolist()
     return NASBench201Cell(tuple(NB201_OPS[p] for p in picks))
-
-
-def rank_agreement(scores: Sequence[float] | np.ndarray, truth: Sequence[float] | np.ndarray, *,
-                   bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Kendall tau-b and Spearman rho of ``scores`` against ``truth`` (scipy.stats), each with a 95% percentile
-    bootstrap interval over the cells (resampled with replacement, ``bootstrap`` times, seeded)."""
-    from scipy.stats import kendalltau, spearmanr  # scipy comes with the dev extra, not the base install
-
-    s, t = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
-    if s.shape != t.shape or s.ndim != 1 or len(s) < 3:
-        raise ValueError(f"need two equal-length 1-D score arrays of >= 3 cells, got {s.shape} and {t.shape}")
-    out = {"n": int(len(s)), "kendall": float(kendalltau(s, t)[0]), "spearman": float(spearmanr(s, t)[0])}
-    rng = np.random.default_rng(seed)
-    taus, rhos = [], []
-    for _ in range(bootstrap):
-        idx = rng.integers(0, len(s), len(s))
-        tau, rho = kendalltau(s[idx], t[idx])[0], spearmanr(s[idx], t[idx])[0]
-        if np.isfinite(tau) and np.isfinite(rho):
-            taus.append(tau)
-            rhos.append(rho)
-    if taus:
-        out.update(kendall_lo=float(np.percentile(taus, 2.5)), kendall_hi=float(np.percentile(taus, 97.5)),
-                   spearman_lo=float(np.percentile(rhos, 2.5)), spearman_hi=float(np.percentile(rhos, 97.5)))
-    return out

@@ -35,7 +35,7 @@ from .child import ProxyData
 from .rewards import ChildResult
 from .spaces import SearchGenotype, SearchSpace, build_space
 from .strategy import SearchStrategy
-from .supernet import SharedConfig, Supernet
+from .supernet import Supernet
 
 
 def _mix(*parts: int) -> int:
