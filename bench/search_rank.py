@@ -191,24 +191,27 @@ def run_shared(cells: list[Genotype], data: ProxyData, cfg: SearchConfig, space:
     done, train_seconds, chunks = 0, 0.0, []
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["supernet"] == supernet and ckpt["step"] <= steps:  # more steps continue the same training
+        if ckpt["supernet"] == supernet and ckpt["evaluator"]["step"] <= steps:  # more steps continue the same training
             evaluator.load_state_dict(ckpt["evaluator"])
-            done, train_seconds, chunks = ckpt["step"], ckpt["train_seconds"], ckpt["chunks"]
+            done, train_seconds, chunks = evaluator.step, ckpt["train_seconds"], ckpt["chunks"]
             print(f"shared: resumed the supernet at step {done}")
     while done < steps:
         n = min(CHUNK_STEPS, steps - done)
         before = conditions(threads)
         tic = time.perf_counter()
-        logs = evaluator.train(n, uniform_sampler(space, cfg.seed, done), first_step=done)
+        logs = evaluator.train(n, uniform_sampler(space, cfg.seed, done))
         seconds = time.perf_counter() - tic
         done, train_seconds = done + n, train_seconds + seconds
-        losses = [float(x["loss"]) for x in logs if "loss" in x]
-        chunks.append({"steps": [done - n, done], "seconds": round(seconds, 1), "mean_loss": float(np.mean(losses))
-                       if losses else None, "load_average_before": before["load_average"],
+        chunks.append({"steps": [done - n, done], "seconds": round(seconds, 1),
+                       "mean_loss": round(float(np.mean([x["loss"] for x in logs])), 4),
+                       "mean_train_accuracy": round(float(np.mean([x["accuracy"] for x in logs])), 4),
+                       "skipped_steps": int(sum(x["skipped"] for x in logs)),
+                       "load_average_before": before["load_average"],
                        "load_average_after": conditions(threads)["load_average"]})
-        atomic_torch_save({"supernet": supernet, "evaluator": evaluator.state_dict(), "step": done,
+        atomic_torch_save({"supernet": supernet, "evaluator": evaluator.state_dict(),
                            "train_seconds": train_seconds, "chunks": chunks}, ckpt_path)
-        print(f"  supernet step {done}/{steps}: {seconds / n:.3f} s/step, loss {chunks[-1]['mean_loss']}, "
+        print(f"  supernet step {done}/{steps}: {seconds / n:.3f} s/step, loss {chunks[-1]['mean_loss']}, train "
+              f"accuracy {chunks[-1]['mean_train_accuracy']}, "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
     before = conditions(threads)
     tic = time.perf_counter()
@@ -216,7 +219,7 @@ def run_shared(cells: list[Genotype], data: ProxyData, cfg: SearchConfig, space:
     score_seconds = time.perf_counter() - tic
     atomic_write_json(path, {
         "source": source, "keys": keys, "accuracy": accuracy, "threads": threads, "device": device,
-        "train_images": len(data.train_y), "scored_images": getattr(cfg.shared, "eval_images", len(data.val_y)),
+        "train_images": len(data.train_y), "scored_images": len(evaluator.eval_y),
         "seconds": {"train": round(train_seconds, 1), "score": round(score_seconds, 1),
                     "score_per_cell": round(score_seconds / len(cells), 3)},
         "train_chunks": chunks, "score_load_average": [before["load_average"], conditions(threads)["load_average"]]})
@@ -271,7 +274,8 @@ def report(cells: list[Genotype], cfg: SearchConfig, size: dict[str, Any], out: 
                        "load_average_1min": [min(loads), max(loads)],
                        "seconds_per_child": seconds_summary([r["seconds"] for r in records]),
                        "accuracy": {"min": float(alone.min()), "max": float(alone.max()), "mean": float(alone.mean())}},
-        "shared": {"steps": size["shared_steps"], "shared_settings": shared_run["source"]["shared"],
+        "shared": {"steps": size["shared_steps"], "sampling": "uniform, one path per step (this bench)",
+                   "shared_settings": shared_run["source"]["shared"],
                    "controller": shared_run["source"]["controller"], "child": shared_run["source"]["child"],
                    "train_images": shared_run["train_images"], "scored_images": shared_run["scored_images"],
                    "device": shared_run["device"], "threads": shared_run["threads"],
