@@ -145,7 +145,7 @@ def cost(out: Path, data_dir: str, child: ChildConfig, shared: SharedConfig, sha
           f"{child.image_size}px batch {child.batch_size}, 1 torch thread")
     print(f"{'reward':<34} | {'children/hour':>13} {'s per child':>11} | {'shared / this':>13}")
     sh = result["shared"]
-    print(f"{'shared (' + str(shared.eval_batch_size) + ' val images per child)':<34} | "
+    print(f"{'shared (' + str(shared.eval_images) + ' eval images per child)':<34} | "
           f"{sh['children_per_hour']:>13.1f} {3600 / sh['children_per_hour']:>11.3f} | {'':>13}")
     for run in result["proxy"]:
         label = f"proxy ({run['train_size']} images x {run['epochs']} epochs)"

@@ -61,8 +61,7 @@ SIZES: dict[str, dict[str, Any]] = {
                    "child.filters": 8, "child.cells": 1, "child.batch_size": 64},
         "proxy": {"children": 60, "child.train_size": 600, "child.epochs": 1, "workers": 1, "worker_threads": 1},
         # the search of configs/search/shared_cpu.yaml
-        "shared": {"shared.train_steps": 50, "shared.controller_updates": 5, "shared.eval_batch_size": 64,
-                   "shared.threads": 1},
+        "shared": {"shared.train_steps": 50, "shared.controller_updates": 5, "shared.threads": 1},
         "retrain": {"recipe": "cifar_cpu", "max_steps": 100},
     },
     "gpu": {
@@ -103,9 +102,9 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
 def distinct_children(folder: Path) -> list[tuple[Genotype, float]]:
     """Each distinct successfully evaluated genotype with its mean reward over its evaluations, best first.
 
-    A shared-weight search scores a genotype again, on another validation minibatch, each time it is sampled,
-    and PPO samples its favourites more often than random search does: taking their best score would favour
-    PPO by the luck of more draws, so the mean stands for the genotype.
+    A shared-weight search scores a genotype again after each round of supernet training, and PPO samples its
+    favourites more often than random search does: taking their best score would favour PPO by the luck of more
+    draws, so the mean stands for the genotype.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in read_jsonl(folder / JOURNAL_NAME):

@@ -243,10 +243,13 @@ class SearchRun:
         by_key: dict[str, int] = {}
         next_task = 0
         trainer = self.trainer
+        train_seconds = 0.0
         try:
             while len(self.journal) < cfg.children:
                 if trainer is not None and not in_flight and len(self.journal) >= trainer.next_round_at():
+                    tic = time.perf_counter()
                     stats = trainer.train_round(self.strategy)
+                    train_seconds += time.perf_counter() - tic
                     self._save_state(len(self.journal))
                     self.metrics.log(child=len(self.journal), **stats)
                 pending = sum(1 + len(f.waiters) for f in in_flight.values())
@@ -284,7 +287,8 @@ class SearchRun:
                    "controller_overhead_pct": 100.0 * self.controller_seconds / wall if wall else 0.0,
                    "children_per_hour": 3600 * len(self.journal) / wall if wall else 0.0, "best_reward": self.best}
         if trainer is not None:
-            summary |= {"train_steps": trainer.step, "rounds": trainer.rounds, "processes": self.info.world_size}
+            summary |= {"train_steps": trainer.step, "train_seconds": train_seconds, "rounds": trainer.rounds,
+                        "processes": self.info.world_size}
         if self.latency is not None:
             summary |= {"latency_seconds": self.latency_seconds, "latencies_measured": self.latency.measured}
         self.metrics.log(child=len(self.journal), **{f"summary/{k}": v for k, v in summary.items()})
