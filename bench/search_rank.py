@@ -283,7 +283,7 @@ def report(cells: list[Genotype], cfg: SearchConfig, size: dict[str, Any], out: 
                    "score_load_average": shared_run["score_load_average"],
                    "accuracy": {"min": float(shared.min()), "max": float(shared.max()), "mean": float(shared.mean())}},
         "per_cell": [{"name": g.name, "params": int(params[i]), "standalone": alone[i].tolist(),
-                      "shared": float(shared[i]), "genotype": g.to_dict()} for i, g in enumerate(cells)],
+                      "shared": float(shared[i]), "genotype": genotype_key(g)} for i, g in enumerate(cells)],
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(json_path, result)
