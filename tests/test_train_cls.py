@@ -94,6 +94,17 @@ def test_step_sets_drop_path_progress_and_trains_aux_head(fake_cifar, tmp_path):
         1, total_steps=10, steps_per_epoch=trainer.per_epoch, solver=cfg.solver))
 
 
+def test_a_nan_loss_stops_the_run_with_advice(fake_cifar, tmp_path):
+    cfg = tiny_config(fake_cifar, tmp_path, "solver.max_steps", "10")
+    trainer = Trainer(cfg, prepare(cfg), resume=False)
+    images, labels = next(trainer._batches())
+    trainer.criterion = lambda logits, target: logits.sum() * float("nan")
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(FloatingPointError, match="loss is nan at step 3: lower solver.lr"):
+        trainer.train_step(3, images, labels)
+    assert all(torch.equal(p, w) for p, w in zip(trainer.model.parameters(), weights))
+
+
 def test_schedules_and_tf_rmsprop():
     cfg = TrainConfig().solver
     assert lr_factor(0, total_steps=100, steps_per_epoch=10, solver=cfg) == 1.0

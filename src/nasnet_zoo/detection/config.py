@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nasnet_zoo.engine import amp_setting
+
 from .data.demo_data import DigitsCanvases
 from .modeling.norms import resolve_frozen_bn
 
@@ -68,7 +70,7 @@ class SolverConfig:
     warmup_iters: int = 1000
     warmup_factor: float = 0.001
     clip_grad_norm: float = 0.0  # 0 disables clipping
-    amp: bool = True  # used on CUDA only
+    amp: str = "auto"  # off | auto | fp16 | bf16; auto: float16 + grad scaler on CUDA, off on CPU
     checkpoint_period: int = 5000
     log_period: int = 20
 
@@ -121,6 +123,7 @@ class DetConfig:
         self.model.norm = resolve_frozen_bn(self.model.norm, self.model.frozen_bn, norm_key="MODEL.NORM",
                                             frozen_key="MODEL.FROZEN_BN")
         self.model.frozen_bn = None  # read into MODEL.NORM; the saved config holds NORM alone
+        self.solver.amp = amp_setting(self.solver.amp, "SOLVER.AMP")
         if self.model.gn_groups < 1:
             raise ValueError(f"MODEL.GN_GROUPS must be >= 1, got {self.model.gn_groups}")
         if self.test.precise_bn.num_iter < 0:

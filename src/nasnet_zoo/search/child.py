@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..data.cifar import CIFAR10_CLASSES, check_cifar_dir, load_cifar10, train_val_split
 from ..data.folder import list_classes, load_folder_images
+from ..engine import NonFiniteLossError, SchedulerStep, TrainStep, amp_setting, autocast
 from ..genotypes import Genotype
 from ..factory import create_model
 from .rewards import ChildResult
@@ -43,8 +44,10 @@ class ChildConfig:
     weight_decay: float = 5e-4
     time_limit_s: float = 600.0
     split_seed: int = 0
+    amp: str = "auto"            # off | auto | fp16 | bf16; auto: float16 + grad scaler on CUDA, off on CPU
 
     def validate(self) -> None:
+        self.amp = amp_setting(self.amp, "child.amp")
         for name in ("epochs", "val_size", "filters", "cells", "image_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"child.{name} must be >= 1, got {getattr(self, name)}")
@@ -130,8 +133,7 @@ def train_child(genotype: Genotype, data: ProxyData, config: ChildConfig, *, dev
     steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
     total = config.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    core = TrainStep(optimizer, device=device, amp=config.amp, hooks=[SchedulerStep(schedule)])
     generator = torch.Generator().manual_seed(seed)
     params = sum(p.numel() for p in model.parameters())
 
@@ -146,30 +148,26 @@ def train_child(genotype: Genotype, data: ProxyData, config: ChildConfig, *, dev
             x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
             flip = torch.rand(len(idx), generator=generator) < 0.5
             x = torch.where(flip.to(device)[:, None, None, None], x.flip(-1), x)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                return stop("nan", f"training loss became {loss.item()} at epoch {epoch} step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
+            try:
+                loss = core.run(lambda: F.cross_entropy(model(x), y))["loss"]
+            except NonFiniteLossError as err:
+                return stop("nan", f"training loss became {err.loss} at epoch {epoch} step {step}")
             if time.perf_counter() - start > config.time_limit_s:
                 return stop("timeout", f"exceeded child.time_limit_s={config.time_limit_s:g}s at epoch {epoch} "
                                        f"step {step}")
-    accuracy = evaluate_accuracy(model, data.val_x, data.val_y, device, config.batch_size * 4, use_amp)
+    accuracy = evaluate_accuracy(model, data.val_x, data.val_y, device, config.batch_size * 4, core.amp_dtype)
     return ChildResult(accuracy, "ok", "", time.perf_counter() - start,
-                       {"params": params, "loss": loss.item(), "device": str(device)})
+                       {"params": params, "loss": loss, "device": str(device)})
 
 
 @torch.no_grad()
 def evaluate_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                      batch_size: int, use_amp: bool) -> float:
+                      batch_size: int, amp: torch.dtype | None) -> float:
+    """Top-1 accuracy of ``model`` on ``x``, ``y`` in batches, under autocast to ``amp`` (None: none)."""
     model.eval()
     correct = 0
     for i in range(0, len(y), batch_size):
-        with torch.autocast(device.type, enabled=use_amp):
+        with autocast(device, amp):
             logits = model(x[i:i + batch_size].to(device))
         correct += int((logits.argmax(1).cpu() == y[i:i + batch_size]).sum())
     return correct / len(y)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nasnet_zoo.config import ConfigError
 from nasnet_zoo.configs import config_path
+from nasnet_zoo.engine import amp_setting
 
 
 @dataclass
@@ -56,7 +58,15 @@ class SolverSettings:
     label_smoothing: float = 0.0
     clip_grad_norm: float = 5.0         # 0 disables
     ema_decay: float = 0.0              # > 0 keeps an exponential moving average of the weights
-    amp: bool = True                    # mixed precision, used on CUDA only
+    amp: str = "auto"                   # off | auto | fp16 | bf16; auto: float16 + grad scaler on CUDA, off on CPU
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "amp":  # checked as it is set, so that a config file or override fails while loading
+            try:
+                value = amp_setting(value, "solver.amp")  # type: ignore[arg-type]
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        super().__setattr__(name, value)
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The training loop: ScheduledDropPath progress every step, auxiliary loss, label smoothing, clipping, EMA,
-AMP on CUDA, DDP under torchrun, periodic evaluation, atomic checkpoints and an exported final model."""
+"""The training loop: ScheduledDropPath progress every step, auxiliary loss, label smoothing, EMA, DDP under
+torchrun, periodic evaluation, atomic checkpoints and an exported final model. AMP, clipping and the
+non-finite loss guard are the shared step's (:mod:`nasnet_zoo.engine`)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..config import dump_config
+from ..engine import NonFiniteLossError, SchedulerStep, StepHook, TrainStep, autocast, resolve_amp
 from ..nasnet import NASNet
 from ..nasnet import nasnet_identity
 from ..utils import checkpoint as ckpt
@@ -80,12 +82,12 @@ def evaluate(model: nn.Module, setup: Setup, cfg: TrainConfig) -> dict[str, floa
     """Top-1 / top-5 (percent) and mean loss over the whole evaluation split, shards summed over processes."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=setup.device)  # correct1, correct5, loss sum, count
-    amp = cfg.solver.amp and setup.device.type == "cuda"
+    amp = resolve_amp(cfg.solver.amp, setup.device)
     loader = eval_batches(setup.data.eval, EVAL_BATCH_SIZE, rank=setup.info.rank,
                           world_size=setup.info.world_size, workers=cfg.data.workers)
     for images, labels in loader:
         images, labels = _to_device(images, setup, cfg.channels_last), labels.to(setup.device)
-        with torch.autocast(setup.device.type, enabled=amp):
+        with autocast(setup.device, amp):
             logits = model(images).float()
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
         totals += torch.stack([(top5[:, 0] == labels).sum(), (top5 == labels[:, None]).any(1).sum(),
@@ -100,6 +102,16 @@ def evaluate(model: nn.Module, setup: Setup, cfg: TrainConfig) -> dict[str, floa
 def total_steps(cfg: TrainConfig, per_epoch: int) -> int:
     steps = max(1, int(round(cfg.solver.epochs * per_epoch)))
     return min(steps, cfg.solver.max_steps) if cfg.solver.max_steps > 0 else steps
+
+
+class EmaUpdate(StepHook):
+    """Updates the exponential moving average of the weights after every step."""
+
+    def __init__(self, ema: AveragedModel, model: nn.Module) -> None:
+        self.ema, self.model = ema, model
+
+    def after_step(self, step: TrainStep, metrics: dict[str, float]) -> None:
+        self.ema.update_parameters(self.model)
 
 
 class Trainer:
@@ -119,10 +131,13 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), solver)
         self.scheduler = build_scheduler(self.optimizer, solver, total_steps=self.total,
                                          steps_per_epoch=self.per_epoch)
-        self.amp = solver.amp and setup.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(solver.ema_decay), use_buffers=True) \
             if solver.ema_decay > 0 else None
+        hooks: list[StepHook] = [SchedulerStep(self.scheduler)]
+        if self.ema is not None:
+            hooks.append(EmaUpdate(self.ema, self.model))
+        self.core = TrainStep(self.optimizer, device=setup.device, amp=solver.amp, grad_clip=solver.clip_grad_norm,
+                              params=self.model.parameters(), reduce=all_reduce_mean, hooks=hooks)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=solver.label_smoothing)
         self.start_step = 0
         if resume and self.checkpoint_path.exists():
@@ -140,7 +155,7 @@ class Trainer:
                                      written_by=WRITER, optional=("aux_head.",))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.core.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         rank, rngs = self.setup.info.rank, state["rng"]
@@ -159,7 +174,7 @@ class Trainer:
             ckpt.save_checkpoint(self.checkpoint_path, {  # everything to continue at ``step`` as if never stopped
                 "step": step, "architecture": nasnet_identity(self.model), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+                "scaler": self.core.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": rngs})
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -168,32 +183,22 @@ class Trainer:
                              seed=self.cfg.seed, rank=info.rank, world_size=info.world_size,
                              workers=self.cfg.data.workers)
 
-    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One optimisation step at ``step`` (0-based); returns this process's loss, detached."""
-        solver, device = self.cfg.solver, self.setup.device
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One optimisation step at ``step`` (0-based); returns its metrics (the loss averaged over processes)."""
         self.model.set_drop_path_progress(step / self.total)
         self.net.train()
-        images, labels = _to_device(images, self.setup, self.cfg.channels_last), labels.to(device)
-        with torch.autocast(device.type, enabled=self.amp):
+        images, labels = _to_device(images, self.setup, self.cfg.channels_last), labels.to(self.setup.device)
+
+        def loss() -> torch.Tensor:
             out = self.net(images)
             logits, aux = out if isinstance(out, tuple) else (out, None)
-            loss = self.criterion(logits.float(), labels)
-            if aux is not None:
-                loss = loss + self.cfg.model.aux_weight * self.criterion(aux.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower solver.lr (now {solver.lr}) or "
-                                     "set solver.clip_grad_norm")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if solver.clip_grad_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), solver.clip_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return loss.detach()
+            value = self.criterion(logits.float(), labels)
+            return value if aux is None else value + self.cfg.model.aux_weight * self.criterion(aux.float(), labels)
+        try:
+            return self.core.run(loss)
+        except NonFiniteLossError as err:
+            raise FloatingPointError(f"{err} at step {step}: lower solver.lr (now {self.cfg.solver.lr}) or set "
+                                     "solver.clip_grad_norm") from None
 
     def run(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.setup.info
@@ -204,15 +209,14 @@ class Trainer:
                    dynamic_ncols=True)
         keep0 = self.model.config.drop_path_keep_prob
         for step in range(self.start_step, self.total):
-            lr = self.optimizer.param_groups[0]["lr"]
             images, labels = next(batches)
-            loss = self.train_step(step, images, labels)
+            stats = self.train_step(step, images, labels)
             done = step + 1
             bar.update(1)
             if done % cfg.log_period == 0 or done == self.total:
-                mean_loss = all_reduce_mean(loss).item()
-                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}")
-                self.metrics.log(step=done, epoch=step / self.per_epoch, loss=mean_loss, lr=lr,
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.3g}")
+                self.metrics.log(step=done, epoch=step / self.per_epoch, loss=stats["loss"], lr=stats["lr"],
+                                 grad_norm=stats["grad_norm"],
                                  drop_path_keep=1.0 - (1.0 - keep0) * step / self.total)  # deepest cell
             if cfg.eval_period > 0 and done % cfg.eval_period == 0 and done != self.total:
                 self.metrics.log(step=done, **self.evaluations())

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nasnet_zoo.hub import cache_dir as nasnet_cache_dir
+from nasnet_zoo.engine import SchedulerStep, TrainStep
 from nasnet_zoo.factory import create_model
+from nasnet_zoo.hub import cache_dir as nasnet_cache_dir
 from nasnet_zoo.utils.io import atomic_torch_save
 
 from ..data.demo_data import DigitsSpec, load_digit_images, render_digit
@@ -61,14 +62,11 @@ def pretrain_on_digits(arch: str, backbone_args: Mapping[str, Any], spec: Digits
     model = create_model(arch, num_classes=10, aux_head=False, dense_dropout_keep_prob=1.0, **args).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    core = TrainStep(optimizer, device=device, hooks=[SchedulerStep(scheduler)])
     model.train()
     for _ in tqdm(range(steps), desc="pretrain backbone on digits", dynamic_ncols=True):
         x, y = digit_patches(train_x, train_y, batch_size, spec, patch, rng)
-        loss = F.cross_entropy(model((x.to(device) - 0.5) / 0.5), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        core.run(lambda: F.cross_entropy(model((x.to(device) - 0.5) / 0.5), y.to(device)))
     model.eval()
     with torch.no_grad():
         x, y = digit_patches(val_x, val_y, 500, spec, patch, np.random.default_rng(spec.seed + 2))

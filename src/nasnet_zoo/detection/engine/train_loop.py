@@ -1,5 +1,6 @@
-"""Iteration-based training of torchvision detectors: SGD with warmup, AMP on CUDA, DDP, atomic checkpoints,
-exact resume, NaN guard, COCO evaluation and pictures at the end."""
+"""Iteration-based training of torchvision detectors: SGD with warmup, DDP, atomic checkpoints, exact resume,
+COCO evaluation and pictures at the end. AMP, clipping and the NaN guard are the shared step's
+(:mod:`nasnet_zoo.engine`)."""
 from __future__ import annotations
 
 import bisect
@@ -16,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
+from nasnet_zoo.engine import NonFiniteLossError, SchedulerStep, TrainStep
 from nasnet_zoo.utils.checkpoint import CHECKPOINT_NAME, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nasnet_zoo.utils.distributed import DistInfo, all_reduce_mean
 from nasnet_zoo.utils.io import atomic_write_json
@@ -82,13 +84,13 @@ class TrainState:
     model: nn.Module  # unwrapped
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
+    core: TrainStep  # the step: AMP with its gradient scaler, clipping, NaN guard
     iteration: int = 0
     rng: dict[str, Any] | None = None  # restored once the data iterator exists (creating it draws a seed)
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "iteration": self.iteration, "rng": rng_state()}
+                "scaler": self.core.scaler.state_dict(), "iteration": self.iteration, "rng": rng_state()}
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         missing = [k for k in ("optimizer", "scheduler", "scaler", "iteration", "rng") if k not in ckpt]
@@ -97,7 +99,7 @@ class TrainState:
                              "use MODEL.BACKBONE_WEIGHTS or --weights for that)")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        self.core.scaler.load_state_dict(ckpt["scaler"])
         self.iteration = int(ckpt["iteration"])
         self.rng = ckpt["rng"]
 
@@ -105,8 +107,10 @@ class TrainState:
 def make_train_state(model: nn.Module, solver: SolverConfig, device: torch.device) -> TrainState:
     optimizer = build_optimizer(model, solver)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, solver))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and solver.amp)
-    return TrainState(model, optimizer, scheduler, scaler)
+    core = TrainStep(optimizer, device=device, amp=solver.amp, grad_clip=solver.clip_grad_norm,
+                     params=[p for p in model.parameters() if p.requires_grad], reduce=all_reduce_mean,
+                     hooks=[SchedulerStep(scheduler)])
+    return TrainState(model, optimizer, scheduler, core)
 
 
 def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, device: torch.device,
@@ -134,7 +138,6 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
     batches = InfiniteBatches(dataset, solver.ims_per_batch, dist_info, seed, grouping, start=state.iteration)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate,
                         persistent_workers=num_workers > 0)
-    use_amp = device.type == "cuda" and solver.amp
     logger = MetricsLogger(output_dir, step_key="iter", enabled=dist_info.is_main)
     checkpoint = output_dir / CHECKPOINT_NAME
     model.train()
@@ -153,31 +156,18 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
             skipped_images += sum(int(t.pop("skipped_images", 0)) for t in targets)
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with torch.autocast(device_type=device.type, enabled=use_amp):
-                losses = ddp(images, targets)
-            loss = sum(losses.values())
-            reduced = {k: float(all_reduce_mean(v.detach())) for k, v in losses.items()}
-            total = sum(reduced.values())
-            if not math.isfinite(total):
+            try:
+                metrics = state.core.run(lambda: ddp(images, targets))
+            except NonFiniteLossError as err:
                 good = f"{checkpoint} (iteration {_checkpoint_iter(checkpoint)})" if checkpoint.exists() else "none yet"
                 raise FloatingPointError(
-                    f"loss is {total} at iteration {state.iteration + 1} ({reduced}); training stopped. Last good "
-                    f"checkpoint: {good}. Lower SOLVER.BASE_LR, raise SOLVER.WARMUP_ITERS or set SOLVER.CLIP_GRAD_NORM.")
-            state.optimizer.zero_grad(set_to_none=True)
-            state.scaler.scale(loss).backward()
-            if solver.clip_grad_norm > 0:
-                state.scaler.unscale_(state.optimizer)
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                               solver.clip_grad_norm)
-            lr = state.optimizer.param_groups[0]["lr"]
-            state.scaler.step(state.optimizer)
-            state.scaler.update()
-            state.scheduler.step()
+                    f"{err} at iteration {state.iteration + 1} ({err.parts}); training stopped. Last good checkpoint: "
+                    f"{good}. Lower SOLVER.BASE_LR, raise SOLVER.WARMUP_ITERS or set SOLVER.CLIP_GRAD_NORM.") from None
             state.iteration += 1
             bar.update(1)
             if on_iteration is not None:
                 on_iteration(state.iteration - start_iter, state.iteration)
-            bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.2e}")
             if state.iteration % solver.log_period == 0 or state.iteration == solver.max_iter or state.iteration == 1:
                 elapsed = time.perf_counter() - started
                 per_iter = elapsed / (state.iteration - start_iter)
@@ -185,7 +175,7 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
                 if dataset.skip_bad_images:  # every rank reaches this line at the same iteration
                     count = all_reduce_mean(torch.tensor(float(skipped_images), device=device)) * dist_info.world_size
                     skips["skipped_images"] = int(round(float(count)))
-                logger.log(iter=state.iteration, loss=total, lr=lr, **reduced, time_per_iter=per_iter,
+                logger.log(iter=state.iteration, **metrics, time_per_iter=per_iter,
                            eta_seconds=per_iter * (solver.max_iter - state.iteration), **skips)
             if state.iteration % solver.checkpoint_period == 0 and state.iteration < solver.max_iter \
                     and dist_info.is_main:
