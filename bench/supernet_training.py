@@ -8,6 +8,7 @@ held-out images, and their mean accuracy is the curve's point. Variants:
 
 - ``reduced``: ENAS's 5 ops and the ``add`` combiner (the shipped ``configs/search/shared_cpu.yaml``), uniform;
 - ``full``: the paper's 13 ops and both combiners, uniform;
+- ``full_ops_add``: the paper's 13 ops with ``add`` only (which of the two restrictions matters), uniform;
 - ``full_fair`` / ``reduced_fair``: the same spaces with FairNAS's strict fairness (every op once per step,
   gradients summed over the paths): each step costs one path per op, so these run ``--steps`` paths in all,
   not ``--steps`` steps (equal forward/backward count).
@@ -42,6 +43,7 @@ DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset" / "cifar-10-batches-p
 VARIANTS = {
     "reduced": {"controller.ops": "enas", "controller.combiners": "add", "shared.sampling": "uniform"},
     "full": {"controller.ops": "nasnet", "controller.combiners": "add,concat", "shared.sampling": "uniform"},
+    "full_ops_add": {"controller.ops": "nasnet", "controller.combiners": "add", "shared.sampling": "uniform"},
     "reduced_fair": {"controller.ops": "enas", "controller.combiners": "add", "shared.sampling": "fair"},
     "full_fair": {"controller.ops": "nasnet", "controller.combiners": "add,concat", "shared.sampling": "fair"},
 }

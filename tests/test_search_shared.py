@@ -254,7 +254,7 @@ def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
 @pytest.mark.parametrize("flags, opts, message", [
     (["--backend", "local"], [], "--reward shared does not use --backend local: its children share one supernet"),
     (["--backend", "ray"], [], "--reward shared does not use --backend ray"),
-    ([], ["shared.amp", "fp8"], "unknown shared.amp 'fp8'; expected one of auto, off, fp16, bf16"),
+    ([], ["shared.amp", "fp8"], "shared.amp must be one of off, auto, fp16, bf16; got 'fp8'"),
     ([], ["shared.controller_updates", "0"], "shared.controller_updates, shared.eval_images and "),
     ([], ["shared.sampling", "greedy"], "unknown shared.sampling 'greedy'; expected one of uniform, strategy, fair"),
     ([], ["controller.ops", "sep_conv_9x9"], "op set 'sep_conv_9x9' is not a valid choice"),
@@ -323,7 +323,7 @@ def test_a_shared_search_in_the_nasbench201_space_runs_the_same_loop(tmp_path, c
 # ---- devices and processes ------------------------------------------------------------------------------------
 
 def test_amp_settings_and_the_bf16_autocast_path_on_cpu(tmp_path, cifar_dir):
-    from nasnet_zoo.search.shared import resolve_amp
+    from nasnet_zoo.engine import resolve_amp
     from nasnet_zoo.utils.io import read_jsonl
 
     assert resolve_amp("auto", torch.device("cuda")) == torch.float16

@@ -30,7 +30,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.distributed import DistInfo
+from ..engine import StepHook, TrainStep
+from ..utils.distributed import DistInfo, all_reduce_mean
 from .child import ProxyData
 from .rewards import ChildResult
 from .spaces import SearchGenotype, SearchSpace, build_space
@@ -46,13 +47,21 @@ def _mix(*parts: int) -> int:
     return value >> 1
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: float16 on CUDA (with a gradient scaler), none on CPU; ``bf16``/``fp16`` force one; ``off``."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    return torch.float16
+class AverageGradients(StepHook):
+    """Average the sampled path's gradients over the torchrun processes with one ``all_reduce``."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+
+    def after_backward(self, step: TrainStep) -> None:
+        grads = [p.grad for p in step.params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
 
 
 def build_supernet(space: SearchSpace, *, cells: int, filters: int, num_classes: int, image_size: int) -> nn.Module:
@@ -101,8 +110,11 @@ class SharedWeightEvaluator:
         self.params = list(self.supernet.parameters())  # walking thousands of modules per step costs more than a step
         self.optimizer = torch.optim.SGD(self.params, lr=child.lr, momentum=child.momentum,
                                          weight_decay=child.weight_decay, nesterov=True)
-        self.amp_dtype = resolve_amp(shared.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        # the one training step; a non-finite loss on any process skips the step on all of them
+        self.core = TrainStep(self.optimizer, device=self.device, amp=shared.amp, grad_clip=shared.grad_clip,
+                              params=self.params, max_skips=None, reduce=all_reduce_mean,
+                              hooks=[AverageGradients(info.world_size)] if info.distributed else ())
+        self.amp_dtype, self.scaler = self.core.amp_dtype, self.core.scaler
         self.train_x, self.train_y = data.train_x.to(self.device), data.train_y.to(self.device)
         n_eval = min(shared.eval_images, len(data.val_y))
         self.eval_x, self.eval_y = data.val_x[:n_eval].to(self.device), data.val_y[:n_eval].to(self.device)
@@ -136,46 +148,24 @@ class SharedWeightEvaluator:
             dist.all_reduce(tensor)
         return tensor.tolist()
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
-
     def train_step(self, paths: SearchGenotype | list[SearchGenotype]) -> dict[str, float]:
         """One SGD step on the next training minibatch, its loss averaged over ``paths`` (one path, or the fair
-        set); a non-finite loss on any process skips the step everywhere."""
+        set); a non-finite loss skips the step."""
         paths = paths if isinstance(paths, list) else [paths]
         x, y = self.train_batch(self.step)
         self.step += 1
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            logits = [self.supernet(x, path) for path in paths]
-            loss = sum(F.cross_entropy(out.float(), y) for out in logits) / len(paths)
-        correct = sum(float((out.argmax(1) == y).sum()) for out in logits) / len(paths)
-        loss_sum, correct, count, nonfinite = self._all_sum([float(loss.detach()) * len(y), correct, float(len(y)),
-                                                             float(not torch.isfinite(loss.detach()))])
-        self.optimizer.zero_grad(set_to_none=True)
-        if nonfinite == 0:
-            self.scaler.scale(loss).backward()
-            params = [p for p in self.params if p.grad is not None]
-            if self.info.distributed:
-                self._average_gradients(params)
-            self.scaler.unscale_(self.optimizer)
-            if self.shared.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, self.shared.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        return {"loss": loss_sum / count, "accuracy": correct / count, "skipped": int(nonfinite > 0)}
+        correct = []
 
-    def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        grads = [p.grad for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])  # type: ignore[union-attr]
-        dist.all_reduce(flat)
-        flat /= self.info.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))  # type: ignore[union-attr]
-            offset += g.numel()  # type: ignore[union-attr]
+        def loss() -> torch.Tensor:
+            logits = [self.supernet(x, path) for path in paths]
+            correct.append(sum(float((out.argmax(1) == y).sum()) for out in logits) / len(paths))
+            return sum(F.cross_entropy(out.float(), y) for out in logits) / len(paths)
+
+        metrics = self.core.run(loss)
+        right, count = self._all_sum([correct[0], float(len(y))])
+        return {"loss": metrics["loss"], "accuracy": right / count, "skipped": int(metrics["skipped"])}
 
     @torch.no_grad()
     def score(self, genotype: SearchGenotype) -> float:
@@ -187,7 +177,7 @@ class SharedWeightEvaluator:
             x = self.eval_x[idx]
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
+            with self.core.autocast():
                 logits = self.supernet(x, genotype)
             c, t = self._all_sum([float((logits.argmax(1) == self.eval_y[idx]).sum()), float(len(idx))])
             correct, total = correct + c, total + t

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cell import SIDES, Cell, cell_inputs, state_aligner
+from ..engine import amp_setting
 from ..factory import create_model
 from ..genotypes import NUM_CELL_INPUTS, CellGenotype, Genotype
 from ..layers.drop_path import ScheduledDropPath
@@ -202,7 +203,6 @@ def _copy(source: nn.Module, target: nn.Module) -> None:
         p.copy_(params[name])
 
 
-AMP_MODES = ("auto", "off", "fp16", "bf16")
 #: What paths train the shared weights: uniform draws (SPOS, RSPS), the search strategy's own proposals (ENAS),
 #: or strict fairness (FairNAS): every op of the vocabulary once per step, at each block's decision.
 SAMPLINGS = ("uniform", "strategy", "fair")
@@ -221,7 +221,7 @@ class SharedConfig:
     init_from: str = ""            # start from the supernet of this shared search folder (e.g. a shared warm-up)
     grad_clip: float = 5.0         # gradient-norm clip of the shared weights (ENAS: 5); 0 = none
     device: str = "auto"           # auto = the torchrun process's GPU when there is one, else cpu
-    amp: str = "auto"              # auto = float16 autocast + grad scaler on CUDA, off on CPU; or off/fp16/bf16
+    amp: str = "auto"              # the one amp setting (nasnet_zoo.engine): off | auto | fp16 | bf16
     threads: int = 0               # torch intra-op threads of the search process (0 = leave torch's default)
 
     def validate(self) -> None:
@@ -235,8 +235,7 @@ class SharedConfig:
             raise ValueError(f"unknown shared.sampling {self.sampling!r}; expected one of {', '.join(SAMPLINGS)}")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError(f"shared.grad_clip and shared.threads must be >= 0, got {self.grad_clip}, {self.threads}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"unknown shared.amp {self.amp!r}; expected one of {', '.join(AMP_MODES)}")
+        self.amp = amp_setting(self.amp, "shared.amp")
         if self.device != "auto":
             device = torch.device(self.device)  # raises on a malformed name
             if device.type not in ("cpu", "cuda"):
