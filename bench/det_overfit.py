@@ -5,10 +5,10 @@ A detector that only fits its training batches (BatchNorm leaning on the statist
 the loss but fails here; docs/detection.md reports each seed's AP50 for the recommended from-scratch setting.
 
     python bench/det_overfit.py --coco ../shared/data/coco-tiny --seeds 0 1 2 --out runs/bench/det_overfit.json
-    python bench/det_overfit.py --coco ../shared/data/coco-tiny --seeds 3 MODEL.NORM BN   # any config override
+    python bench/det_overfit.py --coco ../shared/data/coco-tiny --seeds 3 model.norm BN   # any config override
 
 "Single-object-ish": 1 or 2 annotations, none crowd, each box covering at least ``--min-area`` of the photo.
-The training recipe is ``--config`` (default ``configs/det/coco_tiny_overfit.yaml``) with ``DATA.IMAGE_IDS``
+The training recipe is ``--config`` (default ``configs/det/coco_tiny_overfit.yaml``) with ``data.image_ids``
 set to the drawn photos, trained on the train split and evaluated on the same photos.
 """
 from __future__ import annotations
@@ -57,9 +57,9 @@ def draw_photos(candidates: list[int], seed: int, count: int = 4) -> list[int]:
 def overfit(coco: Path, config: Path, image_ids: list[int], output_dir: Path, overrides: list[str]) -> dict:
     images, ann = coco / "train2017", coco / "annotations" / "instances_train2017.json"
     cfg = load_config(DetConfig(), config, [
-        "DATA.TRAIN_IMAGES", str(images), "DATA.TRAIN_ANN", str(ann), "DATA.VAL_IMAGES", str(images),
-        "DATA.VAL_ANN", str(ann), "DATA.IMAGE_IDS", json.dumps(image_ids), "OUTPUT_DIR", str(output_dir),
-        "TEST.VIS", "0", *overrides])
+        "data.train_images", str(images), "data.train_ann", str(ann), "data.val_images", str(images),
+        "data.val_ann", str(ann), "data.image_ids", json.dumps(image_ids), "output_dir", str(output_dir),
+        "test.vis", "0", *overrides])
     started, load = time.perf_counter(), os.getloadavg()[0]
     metrics = run(cfg)
     return {"image_ids": image_ids, "AP50": metrics["AP50"], "AP": metrics["AP"], "AR100": metrics["AR100"],

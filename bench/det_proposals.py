@@ -1,10 +1,10 @@
-"""The low-proposal setting (``TEST.PROPOSALS``): speed against accuracy on the demo val split, for both designs,
+"""The low-proposal setting (``test.proposals``): speed against accuracy on the demo val split, for both designs,
 and the peak memory of the paper design's second stage, chunked and unchunked.
 
 Part 1, trade-off: the FPN demo detector (``configs/det/demo.yaml``) and the C4 demo detector
 (``configs/det/demo_c4.yaml``) are trained with ``tools/train_det.py`` unless their ``model_final.pth`` is already
 there (an interrupted training resumes from its last checkpoint). Each is then rebuilt at every proposal count
-with ``TEST.PROPOSALS N`` and run image by image over the 100 val images, eagerly and fused
+with ``test.proposals N`` and run image by image over the 100 val images, eagerly and fused
 (``optimize_for_inference``), alternating which goes first: COCO AP/AP50 of both (they must agree), the
 proposals that reach the second stage, and the median time per image, wall and CPU (``time.process_time``
 of this one-thread process: the steadier figure when other jobs share the cores).
@@ -72,7 +72,7 @@ def ensure_trained(design: str, threads: int) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     subprocess.run([sys.executable, str(ROOT / "tools" / "train_det.py"), "--config-file",
                     str(config_path("det", config)), "--output-dir", str(ROOT / run_dir), "--resume",
-                    "THREADS", str(threads)], check=True, env=env, cwd=ROOT)
+                    "threads", str(threads)], check=True, env=env, cwd=ROOT)
     if not final.is_file():
         raise RuntimeError(f"training {design} finished without writing {final}")
     return final
@@ -87,7 +87,7 @@ def count_second_stage_inputs(model: torch.nn.Module, counts: list[int]) -> Any:
 def tradeoff_row(design: str, weights: Path, proposals: int, max_images: int) -> dict[str, Any]:
     """AP, AP50, proposals and latency per image of one design at one proposal count, eager and fused."""
     name = DESIGNS[design][2]
-    eager = load_detector(name, weights, overrides=["TEST.PROPOSALS", str(proposals)]).model
+    eager = load_detector(name, weights, overrides=["test.proposals", str(proposals)]).model
     fused = optimize_for_inference(eager)
     config = load_config(DetConfig(), weights.parent / "config.yaml")  # the run's, with the demo data's paths
     val = CocoDetection(config.data.val_images, config.data.val_ann, train=False)
@@ -199,7 +199,7 @@ def memory_rows(archs: list[str], runs: list[str], size: int, proposals: int, th
 def print_tables(report: dict[str, Any]) -> None:
     """Markdown tables; times as wall (CPU) of this process, which differ when other processes share the cores."""
     if report.get("tradeoff"):
-        print("\n| design | TEST.PROPOSALS | reach 2nd stage (mean) | AP | AP50 | eager ms/img wall (CPU) | "
+        print("\n| design | test.proposals | reach 2nd stage (mean) | AP | AP50 | eager ms/img wall (CPU) | "
               "fused ms/img wall (CPU) | load avg |")
         print("|---|---|---|---|---|---|---|---|")
         for r in report["tradeoff"]:

@@ -37,8 +37,8 @@ def test_misplaced_flags_and_odd_pairs_are_usage_errors(capsys):
 
 
 def test_predict_det_tells_inputs_from_trailing_overrides():
-    assert split_overrides(["photos/", "a.jpg", "TEST.PROPOSALS", "100"]) == (["photos/", "a.jpg"],
-                                                                             ["TEST.PROPOSALS", "100"])
+    assert split_overrides(["photos/", "a.jpg", "test.proposals", "100"]) == (["photos/", "a.jpg"],
+                                                                             ["test.proposals", "100"])
     assert split_overrides(["IMG_0001.JPG", "model.norm", "GN"]) == (["IMG_0001.JPG"], ["model.norm", "GN"])
     assert split_overrides(["photos/"]) == (["photos/"], [])
 
@@ -64,5 +64,5 @@ def test_one_resume_rule_for_every_program(tmp_path, capsys):
     assert "--resume cannot change solver.lr" in capsys.readouterr().err
     (tmp_path / "det").mkdir()
     (tmp_path / "det" / "config.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n")
-    assert train_det.main(["--output-dir", str(tmp_path / "det"), "--resume", "SOLVER.BASE_LR", "0.2"]) == 2
+    assert train_det.main(["--output-dir", str(tmp_path / "det"), "--resume", "solver.base_lr", "0.2"]) == 2
     assert "--resume cannot change solver.base_lr" in capsys.readouterr().err

@@ -88,10 +88,10 @@ def test_train_det_on_cpu_at_a_slow_size_prints_the_estimate_and_keeps_the_setti
     caplog.set_level(logging.WARNING, logger="nasnet_zoo.detection.engine.cpu_speed")
     assert main(["--train-images", str(images), "--train-ann", str(ann), "--output-dir", str(out),
                  "--device", "cpu", "--max-iter", "5", "--batch-size", "1", "--image-size", "640",
-                 "MODEL.BACKBONE_ARGS", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5}",
-                 "MODEL.OPTIONS", "{fpn_channels: 16, box_head_dim: 32, rpn_pre_nms_top_n_train: 100, "
+                 "model.backbone_args", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5}",
+                 "model.options", "{fpn_channels: 16, box_head_dim: 32, rpn_pre_nms_top_n_train: 100, "
                  "rpn_post_nms_top_n_train: 50, box_batch_size_per_image: 32, rpn_batch_size_per_image: 32}",
-                 "MODEL.NORM", "GN", "MODEL.GN_GROUPS", "4", "DATA.NUM_WORKERS", "0", "THREADS", "1"]) == 0
+                 "model.norm", "GN", "model.gn_groups", "4", "data.num_workers", "0", "threads", "1"]) == 0
     said = [r.getMessage() for r in caplog.records if r.name == "nasnet_zoo.detection.engine.cpu_speed"]
     assert len(said) == 2, said
     assert "640x533 px (upscaled from 96x80 images)" in said[0] and "--image-size 320" in said[0]

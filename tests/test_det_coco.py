@@ -146,15 +146,15 @@ def test_detector_fits_real_coco_boxes(coco_tiny, tmp_path):
     ann = str(coco_tiny / "annotations" / "instances_train2017.json")
     images = str(coco_tiny / "train2017")
     cfg = load_config(DetConfig(), None, [
-        "DATA.TRAIN_IMAGES", images, "DATA.TRAIN_ANN", ann, "DATA.VAL_IMAGES", images, "DATA.VAL_ANN", ann,
-        "DATA.IMAGE_IDS", "[114694, 180232]", "DATA.NUM_WORKERS", "0", "THREADS", "1",
-        "MODEL.BACKBONE_ARGS", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5, bn_momentum: 0.1}",
-        "MODEL.FROZEN_BN", "false", "MODEL.TRAINABLE_STAGES", "4", "TEST.PRECISE_BN.NUM_ITER", "4",
-        "MODEL.OPTIONS", "{fpn_channels: 32, box_head_dim: 64, box_batch_size_per_image: 32}",
-        "INPUT.MIN_SIZE", "[128]", "INPUT.MAX_SIZE", "128", "INPUT.HFLIP_PROB", "0.0",
-        "SOLVER.MAX_ITER", "40", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.02", "SOLVER.WARMUP_ITERS", "5",
-        "SOLVER.LR_SCHEDULE", "cosine", "SOLVER.CLIP_GRAD_NORM", "10", "SOLVER.LOG_PERIOD", "1",
-        "SOLVER.CHECKPOINT_PERIOD", "1000", "OUTPUT_DIR", str(tmp_path)])
+        "data.train_images", images, "data.train_ann", ann, "data.val_images", images, "data.val_ann", ann,
+        "data.image_ids", "[114694, 180232]", "data.num_workers", "0", "threads", "1",
+        "model.backbone_args", "{cells_per_stack: 1, num_conv_filters: 8, stem_multiplier: 0.5, bn_momentum: 0.1}",
+        "model.frozen_bn", "false", "model.trainable_stages", "4", "test.precise_bn.num_iter", "4",
+        "model.options", "{fpn_channels: 32, box_head_dim: 64, box_batch_size_per_image: 32}",
+        "input.min_size", "[128]", "input.max_size", "128", "input.hflip_prob", "0.0",
+        "solver.max_iter", "40", "solver.ims_per_batch", "2", "solver.base_lr", "0.02", "solver.warmup_iters", "5",
+        "solver.lr_schedule", "cosine", "solver.clip_grad_norm", "10", "solver.log_period", "1",
+        "solver.checkpoint_period", "1000", "output_dir", str(tmp_path)])
     threads = torch.get_num_threads()
     try:
         metrics = run(cfg)

@@ -31,10 +31,10 @@ TINY_OPTIONS = ("{fpn_channels: 16, box_head_dim: 32, anchor_sizes: [8, 16, 32, 
                 "box_batch_size_per_image: 16, rpn_batch_size_per_image: 32, rpn_pre_nms_top_n_train: 100, "
                 "rpn_post_nms_top_n_train: 32, rpn_pre_nms_top_n_test: 50, rpn_post_nms_top_n_test: 16}")
 #: The demo config shrunk to seconds: 8 train / 4 val canvases of 64 px, a 4-filter NASNet-A.
-TINY = ["DEMO.NUM_TRAIN", "8", "DEMO.NUM_VAL", "4", "DEMO.CANVAS", "64", "DEMO.MIN_DIGIT", "16",
-        "DEMO.MAX_DIGIT", "28", "DEMO.PRETRAIN_STEPS", "0", "MODEL.BACKBONE_ARGS", TINY_MODEL,
-        "MODEL.OPTIONS", TINY_OPTIONS, "INPUT.MIN_SIZE", "[64]", "INPUT.MAX_SIZE", "64",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.LOG_PERIOD", "1", "DEVICE", "cpu"]
+TINY = ["demo.num_train", "8", "demo.num_val", "4", "demo.canvas", "64", "demo.min_digit", "16",
+        "demo.max_digit", "28", "demo.pretrain_steps", "0", "model.backbone_args", TINY_MODEL,
+        "model.options", TINY_OPTIONS, "input.min_size", "[64]", "input.max_size", "64",
+        "solver.ims_per_batch", "2", "solver.warmup_iters", "2", "solver.log_period", "1", "device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_lr_schedule_warmup_steps_and_cosine():
 
 def test_demo_path_trains_evaluates_draws_and_reloads(train_det, tmp_path):
     out = tmp_path / "run"
-    stdout = train_det("--output-dir", str(out), "--max-iter", "3", "--vis", "2", *TINY, "DEMO.PRETRAIN_STEPS", "2")
+    stdout = train_det("--output-dir", str(out), "--max-iter", "3", "--vis", "2", *TINY, "demo.pretrain_steps", "2")
     assert "demo data: scikit-learn digits" in stdout and "held-out digit accuracy" in stdout
     metrics = json.loads((out / "coco_eval.json").read_text())
     assert list(metrics) == list(METRIC_NAMES)
@@ -144,8 +144,8 @@ KILL_AT = 5
 @pytest.mark.timeout(400)
 def test_kill_then_resume_continues_at_the_same_iteration_and_lr(home, tmp_path, train_det):
     out = tmp_path / "run"
-    args = [str(TOOL), "--output-dir", str(out), "--max-iter", "40", *TINY, "SOLVER.CHECKPOINT_PERIOD", "3",
-            "SOLVER.BASE_LR", "0.01"]
+    args = [str(TOOL), "--output-dir", str(out), "--max-iter", "40", *TINY, "solver.checkpoint_period", "3",
+            "solver.base_lr", "0.01"]
     killed = subprocess.run(killed_after_logging(str(TOOL), args[1:], "iter", KILL_AT), env=_env(home), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=240)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -181,8 +181,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(home, tmp_path, monke
     monkeypatch.setattr(roi_heads, "fastrcnn_loss", loss_turning_nan)
     monkeypatch.setenv("NASNET_ZOO_HOME", str(home))
     threads = torch.get_num_threads()
-    cfg = load_config(DetConfig(), DEMO_YAML, TINY + ["OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_ITER", "20",
-                                                      "SOLVER.CHECKPOINT_PERIOD", "2"])
+    cfg = load_config(DetConfig(), DEMO_YAML, TINY + ["output_dir", str(tmp_path), "solver.max_iter", "20",
+                                                      "solver.checkpoint_period", "2"])
     try:
         with pytest.raises(FloatingPointError, match=r"at iteration 5 .*Last good checkpoint: .*iteration 4"):
             run(cfg)
@@ -242,7 +242,7 @@ def test_cli_errors_are_clear(home, tmp_path, monkeypatch, capsys):
     def fails(*args: str) -> str:
         return _fails(list(args), home, monkeypatch, capsys)
 
-    assert "unknown config key 'SOLVER.BASE_LRR'" in fails("SOLVER.BASE_LRR", "0.1")
+    assert "unknown config key 'solver.base_lrr'" in fails("solver.base_lrr", "0.1")
     assert "give both --train-images and --train-ann" in fails("--train-ann", "x.json")
     assert "annotation file" in fails("--train-images", str(tmp_path), "--train-ann", str(tmp_path / "missing.json"))
     from nasnet_zoo.cli.train_det import without_engine_flag as strip

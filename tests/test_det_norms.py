@@ -46,7 +46,7 @@ def _kinds(model: nn.Module) -> set[type]:
 def test_group_count_is_the_largest_divisor_within_the_limit():
     assert [gn_group_count(c, 32) for c in (256, 44, 132, 16, 7)] == [32, 22, 22, 16, 7]
     assert gn_group_count(12, 8) == 6 and gn_group_count(7, 4) == 1
-    with pytest.raises(ValueError, match="GN_GROUPS"):
+    with pytest.raises(ValueError, match="model.gn_groups"):
         gn_group_count(16, 0)
     assert check_norm("gn") == "GN"
     with pytest.raises(ValueError, match="FrozenBN, BN, SyncBN, GN"):
@@ -83,15 +83,15 @@ def test_gn_refuses_batchnorm_weights():
 
 
 def test_frozen_bn_key_still_works_and_maps_onto_norm(caplog):
-    cfg = load_config(DetConfig(), None, ["MODEL.FROZEN_BN", "false"])
+    cfg = load_config(DetConfig(), None, ["model.frozen_bn", "false"])
     with caplog.at_level(logging.WARNING):
         cfg.validate()
-    assert cfg.model.norm == "BN" and cfg.model.frozen_bn is None and "MODEL.FROZEN_BN is deprecated" in caplog.text
-    cfg = load_config(DetConfig(), None, ["MODEL.FROZEN_BN", "false", "MODEL.NORM", "gn"])
+    assert cfg.model.norm == "BN" and cfg.model.frozen_bn is None and "model.frozen_bn is deprecated" in caplog.text
+    cfg = load_config(DetConfig(), None, ["model.frozen_bn", "false", "model.norm", "gn"])
     cfg.validate()
     assert cfg.model.norm == "GN"
-    with pytest.raises(ValueError, match="contradicts MODEL.NORM GN"):
-        load_config(DetConfig(), None, ["MODEL.FROZEN_BN", "true", "MODEL.NORM", "GN"]).validate()
+    with pytest.raises(ValueError, match="contradicts model.norm GN"):
+        load_config(DetConfig(), None, ["model.frozen_bn", "true", "model.norm", "GN"]).validate()
     with pytest.raises(ValueError, match="frozen_bn true contradicts norm GN"):
         _detector("GN", frozen_bn=True)
     assert _kinds(_detector("FrozenBN", frozen_bn=False, trainable_stages=4)) == {nn.BatchNorm2d}
@@ -101,7 +101,7 @@ def test_small_batch_bn_warns_in_one_line(caplog):
     with caplog.at_level(logging.WARNING):
         message = small_batch_warning("BN", 2, world_size=4)
     assert message is not None and "\n" not in message and caplog.text.count("eval-mode results may not reflect") == 1
-    assert "MODEL.NORM GN" in message and "2 images per process" in message
+    assert "model.norm GN" in message and "2 images per process" in message
     assert small_batch_warning("SyncBN", 2, world_size=2) is not None  # 4 images in all
     for quiet in (("SyncBN", 2, 4), ("BN", 8, 1), ("GN", 1, 1), ("FrozenBN", 1, 1)):
         assert small_batch_warning(*quiet) is None
@@ -207,17 +207,17 @@ def test_from_scratch_gn_overfit_holds_in_eval_mode(tmp_path):
     paths = build_digits_dataset(DigitsSpec(num_train=4, num_val=1, canvas=64, min_digit=20, max_digit=30,
                                             max_per_image=1), root=tmp_path / "data")
     cfg = load_config(DetConfig(), None, [
-        "DATA.TRAIN_IMAGES", str(paths.train_images), "DATA.TRAIN_ANN", str(paths.train_ann),
-        "DATA.VAL_IMAGES", str(paths.train_images), "DATA.VAL_ANN", str(paths.train_ann), "DATA.NUM_WORKERS", "0",
-        "MODEL.NORM", "GN", "MODEL.GN_GROUPS", "2", "MODEL.TRAINABLE_STAGES", "4",
-        "MODEL.BACKBONE_ARGS", "{cells_per_stack: 1, num_conv_filters: 4, stem_multiplier: 0.25}",
-        "MODEL.OPTIONS", "{fpn_channels: 32, box_head_dim: 64, anchor_sizes: [8, 16, 32, 64, 128], "
+        "data.train_images", str(paths.train_images), "data.train_ann", str(paths.train_ann),
+        "data.val_images", str(paths.train_images), "data.val_ann", str(paths.train_ann), "data.num_workers", "0",
+        "model.norm", "GN", "model.gn_groups", "2", "model.trainable_stages", "4",
+        "model.backbone_args", "{cells_per_stack: 1, num_conv_filters: 4, stem_multiplier: 0.25}",
+        "model.options", "{fpn_channels: 32, box_head_dim: 64, anchor_sizes: [8, 16, 32, 64, 128], "
                          "box_batch_size_per_image: 32, rpn_batch_size_per_image: 64, rpn_pre_nms_top_n_train: 200, "
                          "rpn_post_nms_top_n_train: 50, rpn_pre_nms_top_n_test: 100, rpn_post_nms_top_n_test: 20}",
-        "INPUT.MIN_SIZE", "[64]", "INPUT.MAX_SIZE", "64", "INPUT.HFLIP_PROB", "0.0",
-        "SOLVER.MAX_ITER", "120", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.04", "SOLVER.WARMUP_ITERS", "10",
-        "SOLVER.LR_SCHEDULE", "cosine", "SOLVER.CLIP_GRAD_NORM", "10", "SOLVER.LOG_PERIOD", "20",
-        "SOLVER.CHECKPOINT_PERIOD", "1000", "THREADS", "1", "DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path / "run")])
+        "input.min_size", "[64]", "input.max_size", "64", "input.hflip_prob", "0.0",
+        "solver.max_iter", "120", "solver.ims_per_batch", "2", "solver.base_lr", "0.04", "solver.warmup_iters", "10",
+        "solver.lr_schedule", "cosine", "solver.clip_grad_norm", "10", "solver.log_period", "20",
+        "solver.checkpoint_period", "1000", "threads", "1", "device", "cpu", "output_dir", str(tmp_path / "run")])
     threads = torch.get_num_threads()
     try:
         metrics = run(cfg)

@@ -1,4 +1,4 @@
-"""The low-proposal setting (TEST.PROPOSALS) and the paper design's chunked second stage."""
+"""The low-proposal setting (test.proposals) and the paper design's chunked second stage."""
 from __future__ import annotations
 
 import pytest

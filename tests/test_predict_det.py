@@ -193,7 +193,7 @@ def test_config_overrides_reach_the_detector(run_dir: Path, tmp_path: Path) -> N
     assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "all"),
                  "--score-thresh", "0.0", "--no-pictures"]) == 0
     assert main(["--weights", str(run_dir / "model_final.pth"), image, "--output-dir", str(tmp_path / "one"),
-                 "--score-thresh", "0.0", "--no-pictures", "--opts", "TEST.PROPOSALS", "1"]) == 0
+                 "--score-thresh", "0.0", "--no-pictures", "--opts", "test.proposals", "1"]) == 0
     assert main(["--weights", str(run_dir / "model_final.pth"), "--output-dir", str(tmp_path / "trailing"),
                  "--score-thresh", "0.0", "--no-pictures", image, "test.proposals", "1"]) == 0
     found = {run: [len(boxes) for boxes in _by_image(json.loads((tmp_path / run / "detections.json").read_text()))
@@ -201,6 +201,6 @@ def test_config_overrides_reach_the_detector(run_dir: Path, tmp_path: Path) -> N
     assert max(found["all"]) > len(CATEGORIES) >= max(found["one"]) > 0
     assert found["trailing"] == found["one"]
     with pytest.raises(PredictError, match="KEY VALUE pairs"):
-        load_predictor(run_dir / "model_final.pth", overrides=["TEST.PROPOSALS"])
+        load_predictor(run_dir / "model_final.pth", overrides=["test.proposals"])
     with pytest.raises(PredictError, match="fixed at export"):
-        load_predictor(run_dir / "det.onnx", overrides=["TEST.PROPOSALS", "1"])
+        load_predictor(run_dir / "det.onnx", overrides=["test.proposals", "1"])

@@ -500,7 +500,7 @@ def test_bad_images_fail_by_name_or_are_listed_together_or_skipped(coco_with_bad
     from nasnet_zoo.detection.data.coco import CocoDetection, CocoFormatError
     images, ann = coco_with_bad_images
     dataset = CocoDetection(images, ann, train=True)
-    with pytest.raises(CocoFormatError, match=r"cannot read image .*003\.jpg \(image id 3\): .*DATA.CHECK_IMAGES"):
+    with pytest.raises(CocoFormatError, match=r"cannot read image .*003\.jpg \(image id 3\): .*data.check_images"):
         dataset[2]
     bad = dataset.unreadable_images(progress=False)
     assert [(b["image_id"], Path(b["file"]).name) for b in bad] == [(3, "003.jpg"), (5, "005.jpg")]
@@ -516,8 +516,8 @@ def _det_config(tmp_path: Path, images: Path, ann: Path, *extra: str):
     from nasnet_zoo.config import load_config
     from nasnet_zoo.detection.config import DetConfig
     from test_det_engine import TINY
-    return load_config(DetConfig(), None, [*TINY, "DATA.TRAIN_IMAGES", str(images), "DATA.TRAIN_ANN", str(ann),
-                                           "DATA.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path / "out"), *extra])
+    return load_config(DetConfig(), None, [*TINY, "data.train_images", str(images), "data.train_ann", str(ann),
+                                           "data.num_workers", "0", "output_dir", str(tmp_path / "out"), *extra])
 
 
 def test_check_images_lists_every_unreadable_image_before_training(tmp_path, coco_with_bad_images):
@@ -527,13 +527,13 @@ def test_check_images_lists_every_unreadable_image_before_training(tmp_path, coc
     threads = torch.get_num_threads()
     try:
         with pytest.raises(CocoFormatError) as error:
-            run(_det_config(tmp_path, images, ann, "DATA.CHECK_IMAGES", "true", "SOLVER.MAX_ITER", "2"))
+            run(_det_config(tmp_path, images, ann, "data.check_images", "true", "solver.max_iter", "2"))
     finally:
         torch.set_num_threads(threads)
     message = str(error.value)
-    assert message.startswith("DATA.CHECK_IMAGES: 2 images cannot be decoded")
+    assert message.startswith("data.check_images: 2 images cannot be decoded")
     assert "003.jpg (image id 3)" in message and "005.jpg (image id 5)" in message
-    assert "DATA.SKIP_BAD_IMAGES true" in message
+    assert "data.skip_bad_images true" in message
     assert [b["image_id"] for b in json.loads((tmp_path / "out" / "bad_images.json").read_text())] == [3, 5]
     assert not (tmp_path / "out" / "metrics.jsonl").exists()  # nothing trained
 
@@ -543,8 +543,8 @@ def test_skip_bad_images_keeps_training_and_counts_them(tmp_path, coco_with_bad_
     images, ann = coco_with_bad_images
     threads = torch.get_num_threads()
     try:
-        run(_det_config(tmp_path, images, ann, "DATA.SKIP_BAD_IMAGES", "true", "SOLVER.MAX_ITER", "6",
-                        "DATA.ASPECT_RATIO_GROUPING", "false"))
+        run(_det_config(tmp_path, images, ann, "data.skip_bad_images", "true", "solver.max_iter", "6",
+                        "data.aspect_ratio_grouping", "false"))
     finally:
         torch.set_num_threads(threads)
     records = [r for r in read_jsonl(tmp_path / "out" / "metrics.jsonl") if "loss" in r]

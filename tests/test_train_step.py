@@ -63,12 +63,12 @@ def test_every_config_checks_its_amp_key_with_the_core(tmp_path):
     with pytest.raises(ConfigError, match="solver.amp must be one of off, auto, fp16, bf16"):
         load_config(TrainConfig(), None, ["solver.amp", "half"])
 
-    det = load_config(DetConfig(), None, ["SOLVER.AMP", "true"])
-    with pytest.warns(FutureWarning, match="SOLVER.AMP"):
+    det = load_config(DetConfig(), None, ["solver.amp", "true"])
+    with pytest.warns(FutureWarning, match="solver.amp"):
         det.validate()
     assert det.solver.amp == "auto"
     det.solver.amp = "fp8"
-    with pytest.raises(ValueError, match="SOLVER.AMP must be one of"):
+    with pytest.raises(ValueError, match="solver.amp must be one of"):
         det.validate()
 
     child = ChildConfig(amp=False)  # type: ignore[arg-type]

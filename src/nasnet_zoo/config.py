@@ -1,14 +1,18 @@
 """Run configuration: dataclass defaults <- YAML file (``--config-file``) <- trailing ``KEY VALUE`` overrides.
 
-Keys are dotted paths into nested dataclasses (``SOLVER.BASE_LR`` style is accepted case-insensitively).
-Unknown keys fail before any work starts, naming the closest valid key.
+Keys are dotted paths into nested dataclasses, spelled as the fields are: lower case (what :func:`dump_config`
+writes). Old spellings keep loading with one FutureWarning per file or override list that names the new keys:
+another case (the detection configs' ``SOLVER.BASE_LR``) and renamed fields, which a dataclass declares in its
+``RENAMED_KEYS`` class table (``{"filters": "num_conv_filters"}``). Unknown keys fail before any work starts,
+naming the closest valid key.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from pathlib import Path
-from typing import Any, Sequence, TypeVar, get_type_hints
+from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
 
 import yaml
 
@@ -65,45 +69,69 @@ def _coerce(value: Any, current: Any, hint: Any, key: str) -> Any:
     return value
 
 
-def _resolve(cfg: Any, key: str) -> tuple[Any, str]:
+def _field_name(node: Any, part: str) -> str | None:
+    """The field ``part`` names in ``node``: exactly, in another case, or by an old name in ``RENAMED_KEYS``."""
+    fields = _fields(node)
+    if part in fields:
+        return part
+    match = next((f for f in fields if f.lower() == part.lower()), None)
+    renamed: Mapping[str, str] = getattr(type(node), "RENAMED_KEYS", {})
+    return match or next((new for old, new in renamed.items() if old.lower() == part.lower()), None)
+
+
+def _resolve(cfg: Any, key: str) -> tuple[Any, str, str]:
+    """The section holding ``key``, the field's name there, and the key's canonical spelling."""
     parts = key.split(".")
-    node = cfg
+    node, canonical = cfg, []
     for depth, part in enumerate(parts):
-        fields = _fields(node)
-        match = part if part in fields else next((f for f in fields if f.lower() == part.lower()), None)
+        match = _field_name(node, part)
         if match is None:
-            close = difflib.get_close_matches(key.lower(), [k.lower() for k in config_keys(cfg)], n=3)
+            close = difflib.get_close_matches(key.lower(), config_keys(cfg), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}")
+        canonical.append(match)
         if depth == len(parts) - 1:
-            return node, match
+            return node, match, ".".join(canonical)
         node = getattr(node, match)
         if not dataclasses.is_dataclass(node):
-            raise ConfigError(f"config key {key!r}: {'.'.join(parts[:depth + 1])} is a value, not a section")
+            raise ConfigError(f"config key {key!r}: {'.'.join(canonical)} is a value, not a section")
     raise AssertionError("unreachable")
 
 
-def set_value(cfg: Any, key: str, value: Any) -> None:
-    node, name = _resolve(cfg, key)
+def set_value(cfg: Any, key: str, value: Any, old_keys: dict[str, str] | None = None) -> None:
+    """Set ``key`` (a section takes a mapping); an old spelling is recorded in ``old_keys`` as old -> new."""
+    node, name, canonical = _resolve(cfg, key)
     current = getattr(node, name)
     if dataclasses.is_dataclass(current):
         if not isinstance(value, dict):
             raise ConfigError(f"{key} is a section; give its keys, not {value!r}")
         for sub, sub_value in value.items():
-            set_value(cfg, f"{key}.{sub}", sub_value)
+            set_value(cfg, f"{key}.{sub}", sub_value, old_keys)
         return
+    if canonical != key and old_keys is not None:
+        old_keys[key] = canonical
     hints = get_type_hints(type(node))
-    setattr(node, name, _coerce(value, current, hints.get(name), key))
+    setattr(node, name, _coerce(value, current, hints.get(name), canonical))
 
 
-def merge_dict(cfg: Any, data: dict[str, Any], prefix: str = "") -> None:
+def merge_dict(cfg: Any, data: dict[str, Any], prefix: str = "", old_keys: dict[str, str] | None = None) -> None:
     for key, value in data.items():
         full = f"{prefix}{key}"
-        node, name = _resolve(cfg, full)
+        node, name, _ = _resolve(cfg, full)
         if dataclasses.is_dataclass(getattr(node, name)) and isinstance(value, dict):
-            merge_dict(cfg, value, full + ".")
+            merge_dict(cfg, value, full + ".", old_keys)
         else:
-            set_value(cfg, full, value)
+            set_value(cfg, full, value, old_keys)
+
+
+def _warn_old_keys(source: str, old_keys: Mapping[str, str]) -> None:
+    """One FutureWarning line for the old key spellings of one source, naming the new ones."""
+    if not old_keys:
+        return
+    pairs = [f"{old} -> {new}" for old, new in old_keys.items()]
+    more = f" (and {len(pairs) - 4} more)" if len(pairs) > 4 else ""
+    warnings.warn(f"{source}: deprecated config key spelling, read as the new one: {', '.join(pairs[:4])}{more}; "
+                  "write keys as dump_config does (lower case, current names)", FutureWarning, stacklevel=3)
 
 
 def load_config(default: T, config_file: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -120,11 +148,15 @@ def load_config(default: T, config_file: str | Path | None = None, overrides: Se
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
         data.pop("_BASE_", None)
-        merge_dict(cfg, data)
+        old_keys: dict[str, str] = {}
+        merge_dict(cfg, data, old_keys=old_keys)
+        _warn_old_keys(str(path), old_keys)
     if len(overrides) % 2:
         raise ConfigError(f"overrides come as KEY VALUE pairs; got an odd count: {list(overrides)}")
+    old_keys = {}
     for key, value in zip(overrides[::2], overrides[1::2]):
-        set_value(cfg, key, value)
+        set_value(cfg, key, value, old_keys)
+    _warn_old_keys("overrides", old_keys)
     return cfg
 
 

@@ -2,10 +2,10 @@
 
     nasnet-zoo predict-det --weights runs/det/model_final.pth photos/ more/*.jpg --output-dir runs/pred
     nasnet-zoo predict-det --weights det.onnx photos/ --device cuda --score-thresh 0.3
-    nasnet-zoo predict-det --weights runs/det/model_final.pth photos/ TEST.PROPOSALS 100
+    nasnet-zoo predict-det --weights runs/det/model_final.pth photos/ test.proposals 100
 
 Trailing ``KEY VALUE`` config overrides come after the inputs, as in every program: the first word that is a key
-of the detector's config (``TEST.PROPOSALS``, ``MODEL.NORM``, ...) starts them. ``--opts KEY VALUE ...`` still
+of the detector's config (``test.proposals``, ``model.norm``, ...) starts them. ``--opts KEY VALUE ...`` still
 works (deprecated).
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node=8 tools/train_det.py ...          # DDP: NCCL on GPUs, gloo on CPU
     python tools/train_det.py --output-dir runs/det --resume
     python tools/train_det.py --eval-only --weights runs/det/model_final.pth --val-images ... --val-ann ...
-    python tools/train_det.py --config-file configs/det/coco_mobile_fpn.yaml SOLVER.BASE_LR 0.01
+    python tools/train_det.py --config-file configs/det/coco_mobile_fpn.yaml solver.base_lr 0.01
 """
 from __future__ import annotations
 
@@ -41,15 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vis", type=int, help="draw predictions beside ground truth for N val images")
     parser.add_argument("--verbose", action="store_true",
                         help="also log nasnet_zoo's details (debug level: COCOeval's own table, ...)")
-    add_overrides(parser, "SOLVER.BASE_LR 0.01 TEST.PROPOSALS 100")
+    add_overrides(parser, "solver.base_lr 0.01 test.proposals 100")
     return parser.parse_args(argv)
 
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
-FLAG_KEYS = {"model": "MODEL.NAME", "train_images": "DATA.TRAIN_IMAGES", "train_ann": "DATA.TRAIN_ANN",
-             "val_images": "DATA.VAL_IMAGES", "val_ann": "DATA.VAL_ANN", "output_dir": "OUTPUT_DIR",
-             "max_iter": "SOLVER.MAX_ITER", "batch_size": "SOLVER.IMS_PER_BATCH", "device": "DEVICE",
-             "vis": "TEST.VIS"}
+FLAG_KEYS = {"model": "model.name", "train_images": "data.train_images", "train_ann": "data.train_ann",
+             "val_images": "data.val_images", "val_ann": "data.val_ann", "output_dir": "output_dir",
+             "max_iter": "solver.max_iter", "batch_size": "solver.ims_per_batch", "device": "device",
+             "vis": "test.vis"}
 
 
 #: What a resumed run may change: where and how it runs, how long, and how it is tested and logged; the model,
@@ -60,7 +60,7 @@ MAY_CHANGE_ON_RESUME = ("output_dir", "device", "threads", "data.num_workers", "
 
 def image_size_overrides(image_size: int | None) -> list[str]:
     """``--image-size S``: the shorter side and the longest side both S (one flag, two keys)."""
-    return [] if image_size is None else ["INPUT.MIN_SIZE", f"[{image_size}]", "INPUT.MAX_SIZE", str(image_size)]
+    return [] if image_size is None else ["input.min_size", f"[{image_size}]", "input.max_size", str(image_size)]
 
 
 def without_engine_flag(argv: list[str]) -> list[str]:

@@ -21,9 +21,9 @@ class ModelConfig:
     genotype: str = ""
     #: FrozenBN (pretrained weights), BN, SyncBN (DDP on GPUs) or GN (from scratch); see detection/modeling/norms.py
     norm: str = "FrozenBN"
-    #: GroupNorm groups: a layer of C channels gets the largest divisor of C that is <= GN_GROUPS
+    #: GroupNorm groups: a layer of C channels gets the largest divisor of C that is <= gn_groups
     gn_groups: int = 32
-    #: deprecated spelling of NORM: true = FrozenBN, false = BN (read into NORM, then cleared)
+    #: deprecated spelling of norm: true = FrozenBN, false = BN (read into norm, then cleared)
     frozen_bn: bool | None = None
     trainable_stages: int = 3
     #: other ``build_detector`` options (fpn_channels, anchor_sizes, box_head_dim, box_batch_size_per_image, ...)
@@ -78,7 +78,7 @@ class SolverConfig:
 @dataclass
 class PreciseBNConfig:
     #: recompute BatchNorm statistics before each evaluation and the final save; acts only when BN trains
-    #: (MODEL.NORM BN or SyncBN)
+    #: (model.norm BN or SyncBN)
     enabled: bool = True
     num_iter: int = 200  # training batches per recomputation
 
@@ -120,20 +120,20 @@ class DetConfig:
     threads: int = 0
 
     def validate(self) -> None:
-        self.model.norm = resolve_frozen_bn(self.model.norm, self.model.frozen_bn, norm_key="MODEL.NORM",
-                                            frozen_key="MODEL.FROZEN_BN")
-        self.model.frozen_bn = None  # read into MODEL.NORM; the saved config holds NORM alone
-        self.solver.amp = amp_setting(self.solver.amp, "SOLVER.AMP")
+        self.model.norm = resolve_frozen_bn(self.model.norm, self.model.frozen_bn, norm_key="model.norm",
+                                            frozen_key="model.frozen_bn")
+        self.model.frozen_bn = None  # read into model.norm; the saved config holds norm alone
+        self.solver.amp = amp_setting(self.solver.amp, "solver.amp")
         if self.model.gn_groups < 1:
-            raise ValueError(f"MODEL.GN_GROUPS must be >= 1, got {self.model.gn_groups}")
+            raise ValueError(f"model.gn_groups must be >= 1, got {self.model.gn_groups}")
         if self.test.precise_bn.num_iter < 0:
-            raise ValueError(f"TEST.PRECISE_BN.NUM_ITER must be >= 0, got {self.test.precise_bn.num_iter}")
+            raise ValueError(f"test.precise_bn.num_iter must be >= 0, got {self.test.precise_bn.num_iter}")
         if self.solver.lr_schedule not in ("step", "cosine"):
-            raise ValueError(f"SOLVER.LR_SCHEDULE must be 'step' or 'cosine', got {self.solver.lr_schedule!r}")
+            raise ValueError(f"solver.lr_schedule must be 'step' or 'cosine', got {self.solver.lr_schedule!r}")
         if self.solver.max_iter < 1 or self.solver.ims_per_batch < 1:
-            raise ValueError("SOLVER.MAX_ITER and SOLVER.IMS_PER_BATCH must be positive")
+            raise ValueError("solver.max_iter and solver.ims_per_batch must be positive")
         if not self.input.min_size:
-            raise ValueError("INPUT.MIN_SIZE needs at least one size")
+            raise ValueError("input.min_size needs at least one size")
         given = [bool(getattr(self.data, k)) for k in ("train_images", "train_ann", "val_images", "val_ann")]
         if any(given[:2]) and not all(given[:2]):
             raise ValueError("give both --train-images and --train-ann (or neither, for the embedded demo data)")

@@ -228,9 +228,9 @@ class CocoDetection(Dataset):
             except _DECODE_ERRORS as err:
                 if not self.skip_bad_images or skipped + 1 >= len(self.ids):
                     raise CocoFormatError(f"cannot read image {path} (image id {image_id}): {err}. Find every such "
-                                          "image before training with DATA.CHECK_IMAGES true, or skip them while "
-                                          "training with DATA.SKIP_BAD_IMAGES true") from None
-                log.warning("DATA.SKIP_BAD_IMAGES: skipped unreadable image %s (image id %s): %s", path, image_id, err)
+                                          "image before training with data.check_images true, or skip them while "
+                                          "training with data.skip_bad_images true") from None
+                log.warning("data.skip_bad_images: skipped unreadable image %s (image id %s): %s", path, image_id, err)
                 skipped += 1
         target = {k: v.clone() for k, v in self._targets[image_id].items()}
         if skipped:

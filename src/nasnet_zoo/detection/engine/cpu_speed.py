@@ -74,7 +74,7 @@ class CpuSpeedNote:
 
     def start(self) -> None:
         if self.active:
-            log.warning("slow for a CPU: INPUT.MIN_SIZE / MAX_SIZE resize the images to %s, which costs seconds "
+            log.warning("slow for a CPU: input.min_size / max_size resize the images to %s, which costs seconds "
                         "to tens of seconds per iteration on a few cores (%d torch threads here); %s. The "
                         "measured speed follows after %d iterations.", self._where(), torch.get_num_threads(),
                         ADVICE, MEASURED_ITERS + 1)

@@ -85,7 +85,7 @@ def read_image(path: Path) -> np.ndarray:
 def torch_predictor(checkpoint: str | os.PathLike, *, config_file: str | os.PathLike | None = None,
                     overrides: Sequence[str] = (), device: str = "cpu", fuse: bool | None = None) -> Predictor:
     """A ``train_det.py`` checkpoint rebuilt as its run built it, with ``overrides`` (KEY VALUE pairs such as
-    ``TEST.PROPOSALS 100``) applied to the run's config. ``fuse`` runs the NASNet cells through
+    ``test.proposals 100``) applied to the run's config. ``fuse`` runs the NASNet cells through
     ``optimize_for_inference`` (same detections, faster); the default fuses on CPU unless the cells use
     GroupNorm, which cannot be folded."""
     from nasnet_zoo.inference import optimize_for_inference, unfusable_norms

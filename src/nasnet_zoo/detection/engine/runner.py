@@ -55,7 +55,7 @@ def _backbone_arch(model_name: str) -> str:
         if arch in model_name:
             return arch
     raise ValueError(f"demo backbone pretraining needs a named NASNet-A detector, not {model_name!r}; "
-                     "set MODEL.BACKBONE_WEIGHTS or DEMO.PRETRAIN_STEPS 0")
+                     "set model.backbone_weights or demo.pretrain_steps 0")
 
 
 def _warn_about_norm(cfg: DetConfig, dist_info: DistInfo) -> None:
@@ -63,8 +63,8 @@ def _warn_about_norm(cfg: DetConfig, dist_info: DistInfo) -> None:
     over untrained statistics (no normalisation at all)."""
     small_batch_warning(cfg.model.norm, cfg.solver.ims_per_batch, dist_info.world_size)
     if cfg.model.norm == "FrozenBN" and not cfg.model.backbone_weights:
-        log.warning("MODEL.NORM FrozenBN without MODEL.BACKBONE_WEIGHTS freezes untrained statistics (mean 0, "
-                    "variance 1): the backbone trains without normalisation. MODEL.NORM GN is the from-scratch setting")
+        log.warning("model.norm FrozenBN without model.backbone_weights freezes untrained statistics (mean 0, "
+                    "variance 1): the backbone trains without normalisation. model.norm GN is the from-scratch setting")
 
 
 def run(cfg: DetConfig, *, resume: bool = False, eval_only: bool = False, weights: str | None = None) -> dict[str, float]:
@@ -89,7 +89,7 @@ def cpu_speed_note(cfg: DetConfig, train_set: CocoDetection, device: torch.devic
 
 
 def check_images(datasets: list[CocoDetection], output_dir: Path, dist_info: DistInfo) -> None:
-    """DATA.CHECK_IMAGES: decode every image (each process a share), then name all unreadable ones at once."""
+    """data.check_images: decode every image (each process a share), then name all unreadable ones at once."""
     bad: list[dict[str, Any]] = []
     for dataset in datasets:
         bad += dataset.unreadable_images(rank=dist_info.rank, world_size=dist_info.world_size,
@@ -100,16 +100,16 @@ def check_images(datasets: list[CocoDetection], output_dir: Path, dist_info: Dis
         bad = [b for share in shares for b in share]
     if not bad:
         if dist_info.is_main:
-            print(f"DATA.CHECK_IMAGES: all {sum(len(d.imgs) for d in datasets)} images decode", flush=True)
+            print(f"data.check_images: all {sum(len(d.imgs) for d in datasets)} images decode", flush=True)
         return
     listing = output_dir / BAD_IMAGES_NAME
     if dist_info.is_main:
         atomic_write_json(listing, bad)
     shown = "\n".join(f"  {b['file']} (image id {b['image_id']}): {b['error']}" for b in bad[:50])
     more = f"\n  ... and {len(bad) - 50} more" if len(bad) > 50 else ""
-    raise CocoFormatError(f"DATA.CHECK_IMAGES: {len(bad)} images cannot be decoded (all listed in {listing}):\n"
+    raise CocoFormatError(f"data.check_images: {len(bad)} images cannot be decoded (all listed in {listing}):\n"
                           f"{shown}{more}\nReplace or remove them (drop them from the annotation file, or list the "
-                          "good ids in DATA.IMAGE_IDS), or set DATA.SKIP_BAD_IMAGES true to skip them while training")
+                          "good ids in data.image_ids), or set data.skip_bad_images true to skip them while training")
 
 
 def _run(cfg: DetConfig, dist_info: DistInfo, device: torch.device, resume: bool, eval_only: bool,

@@ -96,7 +96,7 @@ class TrainState:
         missing = [k for k in ("optimizer", "scheduler", "scaler", "iteration", "rng") if k not in ckpt]
         if missing:
             raise ValueError(f"cannot resume: the checkpoint lacks {missing} (it holds weights only; "
-                             "use MODEL.BACKBONE_WEIGHTS or --weights for that)")
+                             "use model.backbone_weights or --weights for that)")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.core.scaler.load_state_dict(ckpt["scaler"])
@@ -145,7 +145,7 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
                dynamic_ncols=True)
     started, start_iter = time.perf_counter(), state.iteration
     data = iter(loader)
-    skipped_images = 0  # DATA.SKIP_BAD_IMAGES: unreadable images replaced in this process's batches
+    skipped_images = 0  # data.skip_bad_images: unreadable images replaced in this process's batches
     if state.rng is not None:
         set_rng_state(state.rng)
         state.rng = None
@@ -162,7 +162,7 @@ def train(state: TrainState, dataset: CocoDetection, solver: SolverConfig, *, de
                 good = f"{checkpoint} (iteration {_checkpoint_iter(checkpoint)})" if checkpoint.exists() else "none yet"
                 raise FloatingPointError(
                     f"{err} at iteration {state.iteration + 1} ({err.parts}); training stopped. Last good checkpoint: "
-                    f"{good}. Lower SOLVER.BASE_LR, raise SOLVER.WARMUP_ITERS or set SOLVER.CLIP_GRAD_NORM.") from None
+                    f"{good}. Lower solver.base_lr, raise solver.warmup_iters or set solver.clip_grad_norm.") from None
             state.iteration += 1
             bar.update(1)
             if on_iteration is not None:

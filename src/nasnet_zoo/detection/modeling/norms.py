@@ -43,7 +43,7 @@ def check_norm(norm: str) -> str:
     for name in NORMS:
         if norm.lower() == name.lower():
             return name
-    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)} (MODEL.NORM)")
+    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)} (model.norm)")
 
 
 def resolve_frozen_bn(norm: str, frozen_bn: bool | None, *, norm_key: str = "norm",
@@ -72,7 +72,7 @@ def trains_batchnorm(norm: str) -> bool:
 def gn_group_count(channels: int, groups: int) -> int:
     """Largest divisor of ``channels`` that is <= ``groups`` (the documented GroupNorm rule)."""
     if groups < 1:
-        raise ValueError(f"GroupNorm needs at least 1 group, got {groups} (MODEL.GN_GROUPS)")
+        raise ValueError(f"GroupNorm needs at least 1 group, got {groups} (model.gn_groups)")
     return max(g for g in range(1, min(groups, channels) + 1) if channels % g == 0)
 
 
@@ -101,9 +101,9 @@ def _replace_batchnorm(module: nn.Module, make: Callable[[nn.BatchNorm2d, str], 
 def _to_group_norm(groups: int) -> Callable[[nn.BatchNorm2d, str], nn.Module]:
     def make(bn: nn.BatchNorm2d, path: str) -> nn.Module:
         if _holds_statistics(bn):
-            raise ValueError(f"MODEL.NORM GN cannot take over the trained BatchNorm statistics of {path}: GroupNorm "
+            raise ValueError(f"model.norm GN cannot take over the trained BatchNorm statistics of {path}: GroupNorm "
                              "has no running mean/variance to put them in. Fine-tune pretrained weights with "
-                             "MODEL.NORM FrozenBN (or BN), or train GN from scratch (no MODEL.BACKBONE_WEIGHTS)")
+                             "model.norm FrozenBN (or BN), or train GN from scratch (no model.backbone_weights)")
         gn = group_norm(bn.num_features, groups, bn.eps)
         if bn.affine:
             gn.weight.data.copy_(bn.weight.detach())
@@ -147,8 +147,8 @@ def fpn_norm_layer(norm: str, gn_groups: int = 32) -> Callable[[int], nn.Module]
 def check_norm_runtime(norm: str, device: torch.device, world_size: int) -> None:
     """Refuse SyncBN where torch cannot sync (CPU processes), with the alternatives."""
     if check_norm(norm) == "SyncBN" and world_size > 1 and device.type == "cpu":
-        raise ValueError("MODEL.NORM SyncBN needs CUDA devices: torch's SyncBatchNorm syncs GPU tensors only. "
-                         "On CPU processes use MODEL.NORM GN (from scratch) or FrozenBN (pretrained weights)")
+        raise ValueError("model.norm SyncBN needs CUDA devices: torch's SyncBatchNorm syncs GPU tensors only. "
+                         "On CPU processes use model.norm GN (from scratch) or FrozenBN (pretrained weights)")
 
 
 def small_batch_warning(norm: str, images_per_process: int, world_size: int) -> str | None:
@@ -158,8 +158,8 @@ def small_batch_warning(norm: str, images_per_process: int, world_size: int) -> 
     if not trains_batchnorm(norm) or batch >= MIN_BN_BATCH:
         return None
     where = "images per process" if norm == "BN" else "images across all processes"
-    message = (f"MODEL.NORM {norm} trains BatchNorm on {batch} {where} (< {MIN_BN_BATCH}): the model learns to "
-               "depend on its batch's statistics, so eval-mode results may not reflect training. Use MODEL.NORM GN "
+    message = (f"model.norm {norm} trains BatchNorm on {batch} {where} (< {MIN_BN_BATCH}): the model learns to "
+               "depend on its batch's statistics, so eval-mode results may not reflect training. Use model.norm GN "
                "from scratch, FrozenBN with pretrained weights, or SyncBN with >= 8 images in all.")
     log.warning(message)
     return message
