@@ -18,7 +18,8 @@ import nasnet_zoo  # noqa: E402
 from nasnet_zoo.detection import build_detector  # noqa: E402
 from nasnet_zoo.detection.d2 import add_nasnet_config  # noqa: E402
 from nasnet_zoo.detection.d2.checkpoint import NASNetCheckpointer  # noqa: E402
-from nasnet_zoo.detection.d2.train_net import main  # noqa: E402
+from nasnet_zoo.cli.train_det import d2_args  # noqa: E402
+from nasnet_zoo.detection.d2 import train_net  # noqa: E402
 from nasnet_zoo.testing import randomize_batchnorm  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detectron2"
@@ -26,6 +27,11 @@ DEMO = CONFIGS / "faster_rcnn_nasnet_a_mobile_fpn_demo_cpu.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def main(argv: list[str]) -> None:
+    """The detectron2 engine on a command line, as ``train-det --engine detectron2`` runs it (errors raised)."""
+    train_net.main(d2_args(argv))
 
 
 def make_cfg(config: Path, *overrides: str) -> CfgNode:

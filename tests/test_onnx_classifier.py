@@ -42,7 +42,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("onnx_cls")
     model = small_calibrated_cifar_model()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nasnet_zoo, "create_model", lambda name, pretrained=False: model)
+        mp.setattr(cli, "create_model", lambda name, pretrained=False: model)  # the one builder, factory.create_model
         photo = out / "photo.png"
         Image.fromarray(synthetic_image(120, 90, seed=42)).save(photo)
         rc = cli.main(["--model", "nasnet_a_cifar", "--output", str(out / "cls.onnx"), "--verify", str(photo),

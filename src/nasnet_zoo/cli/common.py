@@ -22,15 +22,21 @@ SAVED_CONFIG = "config.yaml"
 USAGE_ERROR = 2
 
 
-def default_argument_parser(prog: str, description: str | None, *, output_help: str = "the run folder",
-                            resume_help: str = "continue the run in --output-dir",
-                            eval_only: bool = False) -> argparse.ArgumentParser:
-    """The parser every ``nasnet-zoo`` program starts from; add the program's own flags, then :func:`add_overrides`."""
+def default_argument_parser(prog: str, description: str | None, *,
+                            config_help: str = "YAML settings (examples in configs/)",
+                            output_help: str = "the run folder", resume_help: str = "continue the run in --output-dir",
+                            run_folder: bool = True, eval_only: bool = False) -> argparse.ArgumentParser:
+    """The parser every ``nasnet-zoo`` program starts from; add the program's own flags, then :func:`add_overrides`.
+
+    ``run_folder=False`` leaves out ``--output-dir`` and ``--resume`` for a program that writes no run folder
+    (export-onnx), rather than accepting flags that would do nothing; ``eval_only`` adds ``--eval-only``.
+    """
     parser = argparse.ArgumentParser(prog=f"nasnet-zoo {prog}", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", help="YAML settings (examples in configs/)")
-    parser.add_argument("--output-dir", help=output_help)
-    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument("--config-file", help=config_help)
+    if run_folder:
+        parser.add_argument("--output-dir", help=output_help)
+        parser.add_argument("--resume", action="store_true", help=resume_help)
     if eval_only:
         parser.add_argument("--eval-only", action="store_true", help="evaluate and exit")
     return parser

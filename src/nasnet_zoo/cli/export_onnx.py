@@ -23,7 +23,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from nasnet_zoo.cli.common import add_overrides, config_overrides, default_argument_parser, usage_error
 from nasnet_zoo.config import ConfigError
+from nasnet_zoo.factory import create_model
 from nasnet_zoo.onnx import (ClassifierGraph, OnnxClassifier, OnnxModelError, ParityReport, builtin_classifier_cases,
                              default_class_names, export_classifier, load_image, run_classifier_parity)
 from nasnet_zoo.utils.extras import exits_on_missing_extra, require
@@ -31,14 +33,13 @@ from nasnet_zoo.utils.io import atomic_write_json
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nasnet-zoo export-onnx", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = default_argument_parser("export-onnx", __doc__, run_folder=False, config_help="the detector's run config "
+                                "(default: config.yaml beside the checkpoint)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="zoo classifier name (nasnet_a_mobile, nasnet_a_large, nasnet_a_cifar)")
     what.add_argument("--detector", help="detector name (fasterrcnn_nasnet_a_mobile_fpn, ...); needs --checkpoint")
     p.add_argument("--pretrained", help="classifier weights: a zoo tag or a local file")
     p.add_argument("--checkpoint", help="detector checkpoint from tools/train_det.py (model_final.pth)")
-    p.add_argument("--config-file", help="the detector's run config (default: config.yaml beside the checkpoint)")
     p.add_argument("--annotations", help="COCO annotation file naming the detector's categories "
                    "(default: the run's own, from its config)")
     p.add_argument("--score-thresh", type=float, help="detector box score threshold baked into the export")
@@ -51,17 +52,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report", help="write the parity and speed figures here as JSON")
     p.add_argument("--verbose", action="store_true",
                    help="also show the tracer's and exporter's known harmless warnings (docs/onnx.md)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the detector's run config")
-    args = p.parse_args(argv)
+    add_overrides(p, "test.proposals 100 (the detector's run config)")
+    return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Flag combinations that cannot work, as a :class:`ConfigError`; the trailing pairs checked as everywhere."""
+    args.opts = config_overrides(args, {})
     if args.detector and not args.checkpoint:
-        p.error("--detector needs --checkpoint (a tools/train_det.py checkpoint)")
+        raise ConfigError("--detector needs --checkpoint (a tools/train_det.py checkpoint)")
     if args.model and (args.checkpoint or args.opts or args.annotations or args.score_thresh is not None):
-        p.error("--checkpoint, --annotations, --score-thresh and KEY VALUE overrides apply to --detector only")
+        raise ConfigError("--checkpoint, --annotations, --score-thresh and KEY VALUE overrides apply to --detector "
+                          "only")
     if args.benchmark < 0:
-        p.error("--benchmark takes a positive number of runs")
+        raise ConfigError("--benchmark takes a positive number of runs")
     if args.threads is not None and args.threads < 1:
-        p.error("--threads must be at least 1")
-    return args
+        raise ConfigError("--threads must be at least 1")
 
 
 def mean_ms(fn: Callable[[Any], Any], inputs: Sequence[Any], runs: int) -> float:
@@ -76,8 +82,7 @@ def mean_ms(fn: Callable[[Any], Any], inputs: Sequence[Any], runs: int) -> float
 
 
 def export_and_check_classifier(args: argparse.Namespace, images: list[np.ndarray]) -> dict[str, Any]:
-    import nasnet_zoo
-    model = nasnet_zoo.create_model(args.model, pretrained=args.pretrained or False).eval()
+    model = create_model(args.model, pretrained=args.pretrained or False).eval()
     cfg = model.pretrained_cfg
     input_size = tuple(cfg["input_size"][1:])
     export_classifier(model, args.output, model_name=args.model, input_size=input_size, mean=cfg["mean"],
@@ -139,6 +144,10 @@ def _check(args: argparse.Namespace, reference: Callable, onnx_run: Callable,
 @exits_on_missing_extra
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        check_args(args)
+    except ConfigError as err:
+        return usage_error(str(err))
     require("onnxruntime", extra="onnx", feature="export-onnx (it checks the file in onnxruntime)")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = export_and_check_detector if args.detector else export_and_check_classifier
         result = run(args, images)
     except (ValueError, TypeError, FileNotFoundError, ConfigError, OnnxModelError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
     if args.report:
         atomic_write_json(args.report, result)
     return 0 if result.get("parity", {"ok": True})["ok"] else 1

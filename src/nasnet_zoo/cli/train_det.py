@@ -16,11 +16,21 @@ import logging
 import sys
 from pathlib import Path
 
-from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
+from nasnet_zoo.cli.common import (add_overrides, config_overrides, default_argument_parser, load_run_config,
+                                   usage_error)
 from nasnet_zoo.configs import config_path
 from nasnet_zoo.utils.extras import exits_on_missing_extra
 
 DEMO_CONFIG = config_path("det", "demo")
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """The dataset and weights flags both engines take, spelled the same way."""
+    parser.add_argument("--train-images", help="folder of the training images")
+    parser.add_argument("--train-ann", help="COCO instances JSON of the training images")
+    parser.add_argument("--val-images", help="folder of the validation images")
+    parser.add_argument("--val-ann", help="COCO instances JSON of the validation images")
+    parser.add_argument("--weights", help="checkpoint to evaluate (--eval-only) or to start from")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,11 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      "OUTPUT/checkpoint.pt", eval_only=True)
     parser.add_argument("--engine", choices=("torchvision", "detectron2"), default="torchvision")
     parser.add_argument("--model", help="detector name (nasnet_zoo.detection.list_detectors())")
-    parser.add_argument("--train-images")
-    parser.add_argument("--train-ann")
-    parser.add_argument("--val-images")
-    parser.add_argument("--val-ann")
-    parser.add_argument("--weights", help="checkpoint to evaluate (--eval-only) or to start from")
+    add_data_flags(parser)
     parser.add_argument("--max-iter", type=int)
     parser.add_argument("--image-size", type=int, help="shorter side and max side of the resized images")
     parser.add_argument("--batch-size", type=int, help="images per process and iteration")
@@ -43,6 +49,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also log nasnet_zoo's details (debug level: COCOeval's own table, ...)")
     add_overrides(parser, "solver.base_lr 0.01 test.proposals 100")
     return parser.parse_args(argv)
+
+
+def d2_argument_parser() -> argparse.ArgumentParser:
+    """``--engine detectron2``'s flags: the shared front and data flags, then detectron2's launch flags; the
+    trailing pairs are keys of detectron2's CfgNode (upper case, detectron2's spelling). Here, not in
+    ``detection.d2``, so that it parses without detectron2 installed."""
+    parser = default_argument_parser("train-det --engine detectron2", None, output_help="same as OUTPUT_DIR",
+                                     eval_only=True)
+    add_data_flags(parser)
+    parser.add_argument("--num-gpus", type=int, default=1, help="worker processes on this machine, one per GPU")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank among --num-machines")
+    parser.add_argument("--dist-url", default="auto", help="torch.distributed URL of machine 0 (auto: a free "
+                        "local port, one machine only)")
+    add_overrides(parser, "SOLVER.BASE_LR 0.01 (detectron2 keys)")
+    return parser
+
+
+#: ``--engine detectron2``: flag -> detectron2 CfgNode key.
+D2_FLAG_KEYS = {"output_dir": "OUTPUT_DIR", "weights": "MODEL.WEIGHTS"}
+
+
+def d2_args(argv: list[str]) -> argparse.Namespace:
+    """``--engine detectron2``'s arguments for ``detection.d2.train_net.main``, ``opts`` holding the flags'
+    CfgNode keys and then the trailing pairs (an engine does not import the front, so the mapping happens here)."""
+    args = d2_argument_parser().parse_args(argv)
+    args.opts = config_overrides(args, D2_FLAG_KEYS)
+    return args
 
 
 #: CLI flag -> config key; a flag given on the command line overrides the config file.
@@ -63,6 +97,13 @@ def image_size_overrides(image_size: int | None) -> list[str]:
     return [] if image_size is None else ["input.min_size", f"[{image_size}]", "input.max_size", str(image_size)]
 
 
+def engine(argv: list[str]) -> str:
+    """``--engine``, read first: the detectron2 engine parses the rest with its own flags (``--num-gpus``)."""
+    parser = argparse.ArgumentParser(prog="nasnet-zoo train-det", add_help=False)
+    parser.add_argument("--engine", choices=("torchvision", "detectron2"), default="torchvision")
+    return parser.parse_known_args(argv)[0].engine
+
+
 def without_engine_flag(argv: list[str]) -> list[str]:
     """argv minus ``--engine X`` / ``--engine=X``, for the detectron2 tool, which has no such flag."""
     out, skip = [], False
@@ -79,8 +120,7 @@ def without_engine_flag(argv: list[str]) -> list[str]:
 @exits_on_missing_extra
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    if args.engine == "detectron2":
+    if engine(argv) == "detectron2":
         try:
             import detectron2  # noqa: F401
         except ImportError:
@@ -91,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         from nasnet_zoo.detection.d2.train_net import main as d2_main
         from nasnet_zoo.utils.run_lock import RunFolderBusy
         try:
-            return d2_main(without_engine_flag(argv))
-        except RunFolderBusy as err:
+            d2_main(d2_args(without_engine_flag(argv)))
+        except (RunFolderBusy, FileNotFoundError, ValueError) as err:  # ConfigError and detectron2's are ValueErrors
             return usage_error(str(err))
+        return 0
 
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.verbose:
         logging.getLogger("nasnet_zoo").setLevel(logging.DEBUG)

@@ -1,7 +1,9 @@
 """Train and evaluate NASNet detectors with detectron2 (``tools/train_det.py --engine detectron2``).
 
-detectron2's ``tools/train_net.py`` habits: ``--config-file``, ``--resume``, ``--eval-only``, ``--num-gpus``
-and trailing ``KEY VALUE`` overrides. Datasets come from COCO JSON paths, as in the torchvision engine.
+detectron2's ``tools/train_net.py`` habits; the command line is every program's front (``cli.train_det.d2_args``:
+``--config-file``, ``--output-dir``, ``--resume``, ``--eval-only``, the data flags, ``--num-gpus`` and trailing
+``KEY VALUE`` overrides, here detectron2 CfgNode keys). Datasets come from COCO JSON paths, as in the torchvision
+engine.
 Metrics go to ``OUTPUT_DIR/metrics.json`` (JSON lines) and TensorBoard; final numbers to ``eval_results.json``.
 """
 from __future__ import annotations
@@ -13,13 +15,13 @@ import os
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import DefaultTrainer, HookBase, default_argument_parser, default_setup, launch
+from detectron2.engine import DefaultTrainer, HookBase, default_setup, launch
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
@@ -79,18 +81,6 @@ class Trainer(DefaultTrainer):
         return super().build_hooks() + progress
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = default_argument_parser()
-    parser.add_argument("--train-images", default="", help="folder of the training images")
-    parser.add_argument("--train-ann", default="", help="COCO instances JSON of the training images")
-    parser.add_argument("--val-images", default="", help="folder of the validation images")
-    parser.add_argument("--val-ann", default="", help="COCO instances JSON of the validation images")
-    parser.add_argument("--output-dir", default="", help="same as the trailing override OUTPUT_DIR")
-    parser.add_argument("--weights", default="", help="same as MODEL.WEIGHTS: a checkpoint, a weight tag or a "
-                        "NASNet classifier file")
-    return parser
-
-
 def digit_pretrained_backbone(cfg: CfgNode, spec: DigitsSpec) -> str:
     """The demo's backbone weights: ``MODEL.NASNET`` pretrained on train-split digits (seconds, cached and
     shared with the torchvision engine's demo)."""
@@ -146,7 +136,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if demo and not DEMO_CONFIG.is_file():
         raise FileNotFoundError(f"the demo config {DEMO_CONFIG} is missing from this installation of nasnet-zoo: "
                                 "reinstall the package, or give --config-file and dataset flags")
-    config_file = str(DEMO_CONFIG) if demo else args.config_file
+    config_file = args.config_file = str(DEMO_CONFIG) if demo else args.config_file or ""  # default_setup logs it
     if config_file:
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"--config-file {config_file} does not exist (see configs/detectron2/)")
@@ -158,8 +148,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
         args.train_images, args.train_ann = str(paths.train_images), str(paths.train_ann)
         args.val_images, args.val_ann = str(paths.val_images), str(paths.val_ann)
     register_datasets(args, cfg)
-    flags = {"OUTPUT_DIR": args.output_dir, "MODEL.WEIGHTS": args.weights}
-    cfg.merge_from_list([x for key, value in flags.items() if value for x in (key, value)] + list(args.opts))
+    cfg.merge_from_list(list(args.opts))  # the flags' keys, then the trailing pairs (cli.train_det.d2_args)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("MODEL.DEVICE=%s but CUDA is not available: running on the CPU", cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
@@ -196,9 +185,8 @@ def run(args: argparse.Namespace) -> None:
     trainer.train()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry: parse ``argv`` and launch one worker per GPU (``--num-gpus``)."""
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> None:
+    """Launch one worker per GPU (``--num-gpus``) on the arguments of ``cli.train_det.d2_args``."""
     available = torch.cuda.device_count()
     if args.num_gpus > 1 and args.num_gpus > available:
         raise ValueError(f"--num-gpus {args.num_gpus} needs that many GPUs, this machine has {available}: "
@@ -206,6 +194,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))
 
-
-if __name__ == "__main__":
-    main()
