@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -35,8 +35,12 @@ from ..utils.distributed import DistInfo, all_reduce_mean
 from .child import ProxyData
 from .rewards import ChildResult
 from .spaces import SearchGenotype, SearchSpace, build_space
+from .state import STATE_NAME, load_search_state
 from .strategy import SearchStrategy
 from .supernet import Supernet
+
+if TYPE_CHECKING:  # settings does not import this module; the hint is all that is needed
+    from .settings import SearchConfig
 
 
 def _mix(*parts: int) -> int:
@@ -89,7 +93,7 @@ class SharedWeightEvaluator:
     each works on its slice of every batch and the results are reduced over all of them.
     """
 
-    def __init__(self, cfg: Any, data: ProxyData, device: torch.device | str = "cpu",
+    def __init__(self, cfg: SearchConfig, data: ProxyData, device: torch.device | str = "cpu",
                  info: DistInfo = DistInfo()) -> None:
         child, shared = cfg.child, cfg.shared
         self.cfg, self.shared, self.data, self.info = cfg, shared, data, info
@@ -101,7 +105,7 @@ class SharedWeightEvaluator:
                 raise ValueError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
         with torch.random.fork_rng(devices=[]):  # the initial weights follow the search's seed, not the caller's RNG
             torch.manual_seed(_mix(cfg.seed, 0))
-            self.supernet = build_supernet(self.space, cells=child.cells, filters=child.filters,
+            self.supernet = build_supernet(self.space, cells=child.cells, filters=child.num_conv_filters,
                                            num_classes=data.num_classes, image_size=child.image_size).to(self.device)
         if self.device.type == "cuda":
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
@@ -264,8 +268,6 @@ class SharedWeightEvaluator:
 
 def supernet_state_of(folder: str | Path) -> dict[str, Any]:
     """The shared weights saved in a shared search's checkpoint (``shared.init_from``), or a clear error."""
-    from .state import STATE_NAME, load_search_state
-
     path = Path(folder)
     state = load_search_state(path / STATE_NAME if path.is_dir() else path)
     if state is None or "evaluator" not in state:
