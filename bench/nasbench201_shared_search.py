@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategies-json", default=str(ROOT / "docs" / "figures" / "search_strategies.json"),
                    help="the table-reward searches to compare with (bench/search_strategies.py)")
     p.add_argument("--table", default=str(NASBENCH201_CIFAR10))
-    p.add_argument("opts", nargs="*", help="KEY VALUE pairs over the recipe, for every run (e.g. child.filters 8)")
+    p.add_argument("opts", nargs="*", help="KEY VALUE pairs over the recipe, for every run "
+                   "(e.g. child.num_conv_filters 8)")
     args = p.parse_args(argv)
     if max(args.budgets) > args.children:
         p.error(f"--budgets {max(args.budgets)} > --children {args.children}")

@@ -100,7 +100,7 @@ def throughput(out: Path, data_dir: str, children: int, child: ChildConfig, thre
     one, two = result["runs"][1], result["runs"][2]
     result["speedup_2_workers"] = round(two["children_per_hour"] / one["children_per_hour"], 2)
     print(f"\nProxy search throughput, {children} children (child: {child.train_size} images x {child.epochs} "
-          f"epochs at {child.image_size}px, {child.filters} filters, {child.cells} cells/stack)")
+          f"epochs at {child.image_size}px, {child.num_conv_filters} filters, {child.cells} cells/stack)")
     print(f"{'workers':>7} | {'children/hour':>13} {'s per child':>11} {'wall s':>7} {'controller %':>12}")
     for workers, run in result["runs"].items():
         print(f"{workers:>7} | {run['children_per_hour']:>13.1f} {run['mean_child_seconds']:>11.2f} "
@@ -112,7 +112,7 @@ def throughput(out: Path, data_dir: str, children: int, child: ChildConfig, thre
 def cost(out: Path, data_dir: str, child: ChildConfig, shared: SharedConfig, shared_children: int,
          budgets: list[tuple[int, int]], proxy_children: int) -> dict:
     """Children per hour: one shared-weight search against proxy searches at each (train images, epochs)."""
-    result: dict = {"child": {k: getattr(child, k) for k in ("filters", "cells", "image_size", "batch_size",
+    result: dict = {"child": {k: getattr(child, k) for k in ("num_conv_filters", "cells", "image_size", "batch_size",
                                                                  "val_size", "lr")},
                     "shared_settings": shared.__dict__ | {"children": shared_children}, "proxy": []}
     folder = out / "cost" / "shared"
@@ -141,7 +141,7 @@ def cost(out: Path, data_dir: str, child: ChildConfig, shared: SharedConfig, sha
                                 "mean_child_seconds": round(float(np.mean([r["seconds"] for r in records])), 2),
                                 "mean_reward": round(float(np.mean([r["reward"] for r in records])), 4),
                                 "shared_speedup": round(result["shared"]["children_per_hour"] / per_hour, 1)})
-    print(f"\nChildren evaluated per hour, same machine, child N={child.cells} F={child.filters} "
+    print(f"\nChildren evaluated per hour, same machine, child N={child.cells} F={child.num_conv_filters} "
           f"{child.image_size}px batch {child.batch_size}, 1 torch thread")
     print(f"{'reward':<34} | {'children/hour':>13} {'s per child':>11} | {'shared / this':>13}")
     sh = result["shared"]
@@ -184,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_oracle:
         report["oracle"] = oracle(out, args.seeds, args.children)
     if not args.skip_throughput:
-        child = ChildConfig(epochs=1, train_size=args.child_train_size, val_size=500, filters=8, cells=1,
+        child = ChildConfig(epochs=1, train_size=args.child_train_size, val_size=500, num_conv_filters=8, cells=1,
                             image_size=args.child_image_size, batch_size=32, lr=0.05)
         report["throughput"] = throughput(out, args.data_dir, args.proxy_children, child, args.threads)
     if not args.skip_cost:
-        child = ChildConfig(train_size=0, val_size=1000, filters=8, cells=1, image_size=16, batch_size=64, lr=0.05)
+        child = ChildConfig(train_size=0, val_size=1000, num_conv_filters=8, cells=1, image_size=16, batch_size=64, lr=0.05)
         budgets = [tuple(int(v) for v in b.lower().split("x")) for b in args.proxy_budget]
         report["cost"] = cost(out, args.data_dir, child, SharedConfig(threads=args.threads), args.shared_children,
                               budgets, args.cost_proxy_children)  # type: ignore[arg-type]

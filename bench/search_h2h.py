@@ -50,15 +50,15 @@ SIZES: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 2, "retrain_top": 1,
         "search": {"children": 40, "child.train_size": 256, "child.val_size": 200, "child.image_size": 16,
-                   "child.filters": 4, "child.cells": 1, "child.batch_size": 32, "ppo.minibatch": 10},
+                   "child.num_conv_filters": 4, "child.cells": 1, "child.batch_size": 32, "ppo.minibatch": 10},
         "proxy": {"children": 8, "backend": "inline", "child.epochs": 1, "ppo.minibatch": 4},
         "shared": {"shared.train_steps": 5, "shared.controller_updates": 1},
-        "retrain": {"recipe": "cifar_cpu", "max_steps": 4, "batch_size": 16, "filters": 4, "cells_per_stack": 1},
+        "retrain": {"recipe": "cifar_cpu", "max_steps": 4, "batch_size": 16, "num_conv_filters": 4, "cells_per_stack": 1},
     },
     "cpu": {
         "seeds": 3, "retrain_top": 3,
         "search": {"children": 1000, "child.train_size": 0, "child.val_size": 1000, "child.image_size": 16,
-                   "child.filters": 8, "child.cells": 1, "child.batch_size": 64},
+                   "child.num_conv_filters": 8, "child.cells": 1, "child.batch_size": 64},
         "proxy": {"children": 60, "child.train_size": 600, "child.epochs": 1, "workers": 1, "worker_threads": 1},
         # the search of configs/search/shared_cpu.yaml
         "shared": {"shared.train_steps": 50, "shared.controller_updates": 5, "shared.threads": 1},
@@ -67,10 +67,10 @@ SIZES: dict[str, dict[str, Any]] = {
     "gpu": {
         "seeds": 3, "retrain_top": 3,
         "search": {"children": 10000, "child.train_size": 0, "child.val_size": 5000, "child.image_size": 32,
-                   "child.filters": 16, "child.cells": 2, "child.batch_size": 128},
+                   "child.num_conv_filters": 16, "child.cells": 2, "child.batch_size": 128},
         "proxy": {"children": 500, "child.epochs": 5, "workers": 1},
         "shared": {"shared.train_steps": 100, "shared.controller_updates": 5},
-        "retrain": {"recipe": "cifar", "epochs": 20, "filters": 16, "cells_per_stack": 2},
+        "retrain": {"recipe": "cifar", "epochs": 20, "num_conv_filters": 16, "cells_per_stack": 2},
     },
 }
 

@@ -64,15 +64,15 @@ SHARED_CONFIG = ROOT / "configs" / "search" / "shared_cpu.yaml"
 SIZES: dict[str, dict[str, Any]] = {
     "quick": {"genotypes": 5, "standalone_seeds": 2, "shared_steps": 20, "shared_train_size": 256,
               "bootstrap": 200,
-              "child": {"epochs": 1, "train_size": 256, "val_size": 200, "image_size": 16, "filters": 4,
+              "child": {"epochs": 1, "train_size": 256, "val_size": 200, "image_size": 16, "num_conv_filters": 4,
                         "cells": 1, "batch_size": 32}},
     "cpu": {"genotypes": 100, "standalone_seeds": 2, "shared_steps": 1500, "shared_train_size": 0,
             "bootstrap": 2000,
-            "child": {"epochs": 2, "train_size": 2000, "val_size": 1000, "image_size": 16, "filters": 8,
+            "child": {"epochs": 2, "train_size": 2000, "val_size": 1000, "image_size": 16, "num_conv_filters": 8,
                       "cells": 1, "batch_size": 64}},
     "gpu": {"genotypes": 100, "standalone_seeds": 2, "shared_steps": 10000, "shared_train_size": 0,
             "bootstrap": 5000,
-            "child": {"epochs": 10, "train_size": 0, "val_size": 5000, "image_size": 32, "filters": 16,
+            "child": {"epochs": 10, "train_size": 0, "val_size": 5000, "image_size": 32, "num_conv_filters": 16,
                       "cells": 2, "batch_size": 128}},
 }
 PARTS = ("standalone", "shared", "report", "all")
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = fixed_cells(out, space, size["genotypes"], args.seed)
     print(f"rank fidelity: {len(cells)} cells of the NASNet space (ops {', '.join(space.ops)}; combiners "
           f"{', '.join(space.combiners)}; NASNet-A {'included' if cells[0].name == 'NASNet-A blocks' else 'outside'})"
-          f", child N={cfg.child.cells} F={cfg.child.filters} {cfg.child.image_size}px", flush=True)
+          f", child N={cfg.child.cells} F={cfg.child.num_conv_filters} {cfg.child.image_size}px", flush=True)
     if args.part in ("standalone", "all"):
         data = ProxyData.load(cfg.data_dir, cfg.child, cfg.dataset)
         run_standalone(cells, data, cfg, size["standalone_seeds"], out, args.device, args.threads)

@@ -54,9 +54,9 @@ def test_every_builder_site_goes_through_create_model(monkeypatch, tmp_path):
         built.append(settings)
         return build_nasnet(genotype, **settings)
     monkeypatch.setattr(factory, "build_nasnet", spy)
-    build_child(NASNET_A, ChildConfig(filters=4, cells=1), 10)
+    build_child(NASNET_A, ChildConfig(num_conv_filters=4, cells=1), 10)
     (tmp_path / "cell.json").write_text(NASNET_A.to_json())
-    build_model(ModelSettings(genotype=str(tmp_path / "cell.json"), cells_per_stack=1, filters=4), num_classes=10)
+    build_model(ModelSettings(genotype=str(tmp_path / "cell.json"), cells_per_stack=1, num_conv_filters=4), num_classes=10)
     build_detector("fasterrcnn_nasnet_fpn", num_classes=3, backbone_args=SMALL, min_size=64, max_size=64)
     build_detector("fasterrcnn_nasnet_c4", num_classes=3, backbone_args=SMALL, min_size=64, max_size=64)
     assert [s["num_conv_filters"] for s in built] == [4, 4, 4, 4]

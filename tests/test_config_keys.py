@@ -81,3 +81,54 @@ def test_resume_of_a_det_run_saved_with_upper_case_keys(tmp_path):
     args.opts = ["SOLVER.BASE_LR", "0.2"]
     with pytest.warns(FutureWarning), pytest.raises(ConfigError, match="--resume cannot change solver.base_lr"):
         load_run_config(DetConfig(), args, {}, may_change_on_resume=("solver.max_iter",))
+
+
+def test_the_base_filter_count_is_num_conv_filters_and_the_old_filters_keys_still_load(tmp_path):
+    from nasnet_zoo.search.settings import SearchConfig
+    from nasnet_zoo.training.config import TrainConfig
+
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text("child:\n  filters: 12\nlatency:\n  filters: 20\n")
+    with pytest.warns(FutureWarning, match=r"child.filters -> child.num_conv_filters, "
+                                           r"latency.filters -> latency.num_conv_filters"):
+        old = load_config(SearchConfig(), old_file)
+    with pytest.warns(FutureWarning, match=r"overrides: .*CHILD.FILTERS -> child.num_conv_filters"):
+        old_pair = load_config(SearchConfig(), None, ["CHILD.FILTERS", "12", "latency.filters", "20"])
+    new = _no_warnings(load_config, SearchConfig(), None, ["child.num_conv_filters", "12",
+                                                           "latency.num_conv_filters", "20"])
+    assert old == old_pair == new and (new.child.num_conv_filters, new.latency.num_conv_filters) == (12, 20)
+    with pytest.warns(FutureWarning, match=r"model.filters -> model.num_conv_filters"):
+        cls = load_config(TrainConfig(), None, ["model.filters", "16"])
+    assert cls.model.num_conv_filters == 16
+    dump_config(new, tmp_path / "config.yaml")
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["child"]["num_conv_filters"] == 12 and "filters" not in saved["child"]
+    assert "filters" not in saved["latency"] and not any(k.endswith(".filters") for k in config_keys(new))
+    for section in ("child", "latency"):  # the shipped configs use the new key
+        for path in config_path("search", "laptop").parent.glob("*.yaml"):
+            assert "filters" not in (yaml.safe_load(path.read_text()).get(section) or {}), path
+
+
+def test_resume_of_a_search_saved_with_the_old_filters_key(tmp_path):
+    from nasnet_zoo.cli.search import FLAG_KEYS, MAY_CHANGE_ON_RESUME
+    from nasnet_zoo.search.settings import SearchConfig
+
+    (tmp_path / "config.yaml").write_text("children: 4\nseed: 1\nchild:\n  filters: 12\n")
+    args = argparse.Namespace(resume=True, output_dir=str(tmp_path), config_file=None, opts=[], children=6)
+    with pytest.warns(FutureWarning, match="child.filters -> child.num_conv_filters"):
+        cfg = load_run_config(SearchConfig(), args, FLAG_KEYS, may_change_on_resume=MAY_CHANGE_ON_RESUME)
+    assert (cfg.children, cfg.seed, cfg.child.num_conv_filters) == (6, 1, 12)
+
+
+def test_the_old_filters_flags_still_work_with_a_note():
+    from nasnet_zoo.cli import search, train_cls
+
+    with pytest.warns(FutureWarning, match="--filters is deprecated; use --num-conv-filters"):
+        args = train_cls.parse_args(["--filters", "12"])
+    assert _no_warnings(train_cls.build_config, args).model.num_conv_filters == 12
+    assert train_cls.build_config(train_cls.parse_args(["--num-conv-filters", "12"])).model.num_conv_filters == 12
+    with pytest.warns(FutureWarning, match="--child-filters is deprecated; use --child-num-conv-filters"):
+        args = search.parse_args(["--child-filters", "12", "--retrain-num-conv-filters", "16"])
+    assert search.build_config(args).child.num_conv_filters == 12 and args.retrain_num_conv_filters == 16
+    with pytest.warns(FutureWarning, match="--retrain-filters is deprecated"):
+        assert search.parse_args(["--retrain-filters", "16"]).retrain_num_conv_filters == 16

@@ -13,7 +13,7 @@ from nasnet_zoo.search.table import NASBENCH201_CIFAR10, BenchmarkTable
 from nasnet_zoo.utils.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["child.filters", "4", "child.image_size", "8", "child.train_size", "256", "child.val_size", "64",
+TINY = ["child.num_conv_filters", "4", "child.image_size", "8", "child.train_size", "256", "child.val_size", "64",
         "shared.eval_images", "32", "shared.eval_batch_size", "16", "shared.warmup_steps", "3",
         "shared.train_steps", "2", "ppo.minibatch", "5", "child.batch_size", "16"]
 PHASES = ("warmup", "random", "ppo", "evolution")

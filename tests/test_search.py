@@ -334,8 +334,8 @@ def test_retrain_top_flag_hands_the_search_folder_and_budget_to_the_trainer(tmp_
     assert cli.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "20",
                      "--output-dir", out]) == 0
     assert cli.main(["--output-dir", out, "--report-only", "--retrain-top", "2", "--retrain-epochs", "3",
-                     "--retrain-filters", "8"]) == 0
-    assert calls == [(out, 2, {"epochs": 3.0, "filters": 8})]
+                     "--retrain-num-conv-filters", "8"]) == 0
+    assert calls == [(out, 2, {"epochs": 3.0, "num_conv_filters": 8})]
     assert "winner: the search's rank-2 cell (reward 0.5000) retrains to 75.00% top-1" in capsys.readouterr().out
 
 

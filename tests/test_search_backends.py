@@ -25,15 +25,15 @@ from nasnet_zoo.search.state import STATE_NAME, load_search_state
 from nasnet_zoo.utils.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CHILD = ["--child-train-size", "64", "--child-val-size", "50", "--child-image-size", "8", "--child-filters",
-              "4", "--child-cells", "1", "child.batch_size", "32"]
+TINY_CHILD = ["--child-train-size", "64", "--child-val-size", "50", "--child-image-size", "8",
+              "--child-num-conv-filters", "4", "--child-cells", "1", "child.batch_size", "32"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_child_config(**kw) -> ChildConfig:
-    return ChildConfig(**{"epochs": 1, "train_size": 64, "val_size": 50, "image_size": 8, "filters": 4, "cells": 1,
+    return ChildConfig(**{"epochs": 1, "train_size": 64, "val_size": 50, "image_size": 8, "num_conv_filters": 4, "cells": 1,
                           "batch_size": 32, **kw})
 
 

@@ -70,7 +70,7 @@ def test_proxy_search_on_an_image_folder(tmp_path):
     root = write_digit_folder(tmp_path / "digits")
     cfg = SearchConfig(reward="proxy", strategy="random", dataset="folder", data_dir=str(root), backend="inline",
                        children=2, output_dir=str(tmp_path / "run"),
-                       child=ChildConfig(val_size=9, image_size=16, filters=4, cells=1, batch_size=9))
+                       child=ChildConfig(val_size=9, image_size=16, num_conv_filters=4, cells=1, batch_size=9))
     SearchRun(cfg, progress=False).run()
     records = read_jsonl(tmp_path / "run" / "journal.jsonl")
     assert [r["status"] for r in records] == ["ok", "ok"]
@@ -137,7 +137,7 @@ def test_shared_weight_search_on_an_image_folder(tmp_path):
     root = write_digit_folder(tmp_path / "digits")
     cfg = SearchConfig(reward="shared", strategy="ppo", dataset="folder", data_dir=str(root), children=10,
                        output_dir=str(tmp_path / "run"),
-                       child=ChildConfig(val_size=9, image_size=16, filters=4, cells=1, batch_size=9))
+                       child=ChildConfig(val_size=9, image_size=16, num_conv_filters=4, cells=1, batch_size=9))
     cfg.ppo.minibatch, cfg.shared.train_steps, cfg.shared.controller_updates = 5, 3, 1
     run_search(cfg, progress=False)
     records = read_jsonl(tmp_path / "run" / "journal.jsonl")

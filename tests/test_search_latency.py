@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_latency(**kw) -> LatencyConfig:
     """A network that times in milliseconds, so that a test can measure dozens of genotypes."""
-    return LatencyConfig(**{"target_ms": 5.0, "image_size": 16, "cells_per_stack": 1, "filters": 4, "warmup": 1,
+    return LatencyConfig(**{"target_ms": 5.0, "image_size": 16, "cells_per_stack": 1, "num_conv_filters": 4, "warmup": 1,
                             "runs": 3, **kw})
 
 
@@ -59,8 +59,8 @@ def test_latency_runs_the_inference_path_with_the_stated_threads_and_leaves_the_
 
 def test_a_network_with_far_more_work_measures_slower():
     # ~100x the multiply-adds: robust to the noise of a shared machine, unlike a fine-grained timing test
-    small = measure_latency_ms(NASNET_A, tiny_latency(filters=4, image_size=16))
-    large = measure_latency_ms(NASNET_A, tiny_latency(filters=32, image_size=64, cells_per_stack=2))
+    small = measure_latency_ms(NASNET_A, tiny_latency(num_conv_filters=4, image_size=16))
+    large = measure_latency_ms(NASNET_A, tiny_latency(num_conv_filters=32, image_size=64, cells_per_stack=2))
     assert large > 3 * small
 
 
@@ -127,7 +127,7 @@ def test_duplicates_carry_the_first_childs_accuracy_and_latency(tmp_path):
 def test_proxy_search_on_real_cifar_takes_the_latency_term(tmp_path, cifar_dir):
     cfg = SearchConfig(reward="proxy", strategy="random", backend="inline", children=2, data_dir=str(cifar_dir),
                        output_dir=str(tmp_path), latency=tiny_latency(target_ms=1000.0),
-                       child=ChildConfig(train_size=64, val_size=100, image_size=16, filters=4, cells=1,
+                       child=ChildConfig(train_size=64, val_size=100, image_size=16, num_conv_filters=4, cells=1,
                                          batch_size=32))
     SearchRun(cfg, progress=False).run()
     for r in read_jsonl(tmp_path / "journal.jsonl"):
@@ -160,7 +160,7 @@ def test_bad_latency_settings_fail_before_any_work(tmp_path, capsys, args, messa
 def test_resume_cannot_change_the_latency_objective(tmp_path, capsys):
     cli, out = _cli(), str(tmp_path / "out")
     assert cli.main(["--no-progress", "--reward", "oracle", "--backend", "inline", "--children", "4",
-                     "--latency-target-ms", "8", "--output-dir", out, "latency.filters", "4",
+                     "--latency-target-ms", "8", "--output-dir", out, "latency.num_conv_filters", "4",
                      "latency.image_size", "16", "latency.runs", "2"]) == 0
     assert cli.main(["--no-progress", "--output-dir", out, "--resume", "--latency-target-ms", "4"]) == 2
     assert "--resume cannot change latency" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def test_fair_sampling_uses_every_op_once_at_every_op_decision():
 
 # ---- the search loop ------------------------------------------------------------------------------------------
 
-TINY = ["child.filters", "4", "child.cells", "1", "child.image_size", "8", "child.batch_size", "16",
+TINY = ["child.num_conv_filters", "4", "child.cells", "1", "child.image_size", "8", "child.batch_size", "16",
         "child.val_size", "64", "child.train_size", "256", "shared.eval_images", "32", "shared.eval_batch_size", "16",
         "shared.train_steps", "3",
         "shared.controller_updates", "1", "ppo.minibatch", "5", "shared.threads", "1"]
@@ -240,7 +240,7 @@ def test_a_latency_target_shapes_the_shared_reward(tmp_path, cifar_dir):
 
     out = tmp_path / "latency"
     run_search(_config(out, cifar_dir, 5, "latency.target_ms", "2.0", "latency.image_size", "8",
-                       "latency.cells_per_stack", "1", "latency.filters", "4", "latency.runs", "3",
+                       "latency.cells_per_stack", "1", "latency.num_conv_filters", "4", "latency.runs", "3",
                        "latency.warmup", "1"), progress=False)
     records = read_jsonl(out / "journal.jsonl")
     assert len(records) == 5
@@ -296,7 +296,7 @@ def test_a_resume_with_other_network_sizes_is_refused_and_init_from_takes_the_we
     out = tmp_path / "out"
     run_search(_config(out, cifar_dir, 5), progress=False)
     with pytest.raises(SearchConfigError, match="shared weights; this supernet has"):
-        make_search(_config(out, cifar_dir, 10, "child.filters", "8"), resume=True)
+        make_search(_config(out, cifar_dir, 10, "child.num_conv_filters", "8"), resume=True)
     trained = load_search_state(out / "search_state.pt")["evaluator"]["weights"]
     run = make_search(_config(tmp_path / "next", cifar_dir, 5, "shared.init_from", str(out)), progress=False)
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in run.evaluator.params]), trained)

@@ -29,7 +29,7 @@ from nasnet_zoo.training.retrain import format_ranking
 from nasnet_zoo.training.transforms import Cutout
 from nasnet_zoo.utils.io import read_jsonl
 
-TINY = ["model.cells_per_stack", "1", "model.filters", "8", "model.stem_multiplier", "1.0",
+TINY = ["model.cells_per_stack", "1", "model.num_conv_filters", "8", "model.stem_multiplier", "1.0",
         "solver.batch_size", "8", "log_period", "1", "channels_last", "false", "device", "cpu", "threads", "1"]
 
 
@@ -163,7 +163,7 @@ def test_eval_only_with_weights(fake_cifar, trained_run, tmp_path):
 def test_weights_of_another_architecture_are_refused(fake_cifar, trained_run, tmp_path):
     out, _ = trained_run
     weights = str(out / "model_final.safetensors")
-    wider = tiny_config(fake_cifar, tmp_path, "model.filters", "12", "model.weights", weights)
+    wider = tiny_config(fake_cifar, tmp_path, "model.num_conv_filters", "12", "model.weights", weights)
     with pytest.raises(ArchitectureMismatchError, match="num_conv_filters: file has 8, this run builds 12"):
         evaluate_only(wider)
     resumed = tiny_config(fake_cifar, out, "model.cells_per_stack", "2")
@@ -311,7 +311,7 @@ def test_pretrained_start_swaps_the_head_for_the_data_set(trained_run):
     from nasnet_zoo.training.config import ModelSettings
     from nasnet_zoo.training.model import build_model
     out, _ = trained_run
-    settings = ModelSettings(pretrained=str(out / "model_final.safetensors"), cells_per_stack=1, filters=8,
+    settings = ModelSettings(pretrained=str(out / "model_final.safetensors"), cells_per_stack=1, num_conv_filters=8,
                              stem_multiplier=1.0)
     model, origin = build_model(settings, num_classes=3)
     saved = load_trained(out).state_dict()

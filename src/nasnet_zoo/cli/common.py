@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
@@ -40,6 +41,18 @@ def default_argument_parser(prog: str, description: str | None, *,
     if eval_only:
         parser.add_argument("--eval-only", action="store_true", help="evaluate and exit")
     return parser
+
+
+class RenamedFlag(argparse.Action):
+    """A flag spelled first by its current name, then by old ones that still work with a FutureWarning naming the
+    current one: ``add_argument("--num-conv-filters", "--filters", type=int, action=RenamedFlag)``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if option_string != self.option_strings[0]:
+            warnings.warn(f"{option_string} is deprecated; use {self.option_strings[0]}", FutureWarning,
+                          stacklevel=2)
+        setattr(namespace, self.dest, values)
 
 
 def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:

@@ -24,7 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
+from nasnet_zoo.cli.common import (RenamedFlag, add_overrides, default_argument_parser, load_run_config,
+                                   usage_error)
 from nasnet_zoo.config import ConfigError, load_config
 from nasnet_zoo.data.cifar import CifarLayoutError
 from nasnet_zoo.search.backends import BACKENDS, RayError
@@ -41,8 +42,8 @@ FLAG_KEYS = {
     "strategy": "strategy", "reward": "reward", "data_dir": "data_dir", "children": "children", "seed": "seed",
     "backend": "backend", "workers": "workers", "ray_address": "ray_address", "output_dir": "output_dir",
     "top_k": "top_k", "child_epochs": "child.epochs", "child_train_size": "child.train_size",
-    "child_val_size": "child.val_size", "child_filters": "child.filters", "child_cells": "child.cells",
-    "child_image_size": "child.image_size", "child_time_limit": "child.time_limit_s",
+    "child_val_size": "child.val_size", "child_num_conv_filters": "child.num_conv_filters",
+    "child_cells": "child.cells", "child_image_size": "child.image_size", "child_time_limit": "child.time_limit_s",
     "dataset": "dataset", "latency_target_ms": "latency.target_ms", "space": "space", "table": "table.path",
     "reward_column": "table.reward_column", "test_column": "table.test_column",
     "population": "evolution.population", "sample_size": "evolution.sample_size",
@@ -53,7 +54,8 @@ MAY_CHANGE_ON_RESUME = ("children", "data_dir", "backend", "workers", "worker_th
                         "top_k", "ppo", "child", "shared")
 #: --retrain-* flag -> retrain_top budget keyword.
 RETRAIN_BUDGET = {"retrain_epochs": "epochs", "retrain_max_steps": "max_steps", "retrain_batch_size": "batch_size",
-                  "retrain_filters": "filters", "retrain_cells": "cells_per_stack", "retrain_device": "device"}
+                  "retrain_num_conv_filters": "num_conv_filters", "retrain_cells": "cells_per_stack",
+                  "retrain_device": "device"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child-epochs", type=int)
     p.add_argument("--child-train-size", type=int, help="training images per child (0 = all not held out)")
     p.add_argument("--child-val-size", type=int, help="validation images held out of the training data")
-    p.add_argument("--child-filters", type=int, help="child num_conv_filters")
+    p.add_argument("--child-num-conv-filters", "--child-filters", type=int, action=RenamedFlag, metavar="F",
+                   help="child base filter count (--child-filters: deprecated spelling)")
     p.add_argument("--child-cells", type=int, help="child normal cells per stack (N)")
     p.add_argument("--child-image-size", type=int)
     p.add_argument("--child-time-limit", type=float, help="seconds before a child is stopped with reward 0")
@@ -99,7 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retrain-epochs", type=float)
     p.add_argument("--retrain-max-steps", type=int)
     p.add_argument("--retrain-batch-size", type=int)
-    p.add_argument("--retrain-filters", type=int)
+    p.add_argument("--retrain-num-conv-filters", "--retrain-filters", type=int, action=RenamedFlag, metavar="F",
+                   help="(--retrain-filters: deprecated spelling)")
     p.add_argument("--retrain-cells", type=int)
     p.add_argument("--retrain-device")
     add_overrides(p, "ppo.clip 0.1 child.lr 0.1")

@@ -1,7 +1,7 @@
 """Train or evaluate a NASNet classifier (detectron2 ``train_net.py`` habits).
 
   python tools/train_cls.py --model nasnet_a_cifar --data-dir PATH/cifar-10-batches-py --output-dir runs/cifar
-  python tools/train_cls.py --genotype runs/search1/top_genotypes.json --rank 1 --cells-per-stack 2 --filters 32 ...
+  python tools/train_cls.py --genotype runs/search1/top_genotypes.json --rank 1 --cells-per-stack 2 --num-conv-filters 32 ...
   torchrun --nproc_per_node=8 tools/train_cls.py --model nasnet_a_mobile --recipe imagenet --data-dir PATH/imagenet
   python tools/train_cls.py --output-dir runs/cifar --resume
   python tools/train_cls.py --model nasnet_a_cifar --weights runs/cifar/model_final.safetensors --eval-only ...
@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from nasnet_zoo.cli.common import add_overrides, default_argument_parser, load_run_config, usage_error
+from nasnet_zoo.cli.common import RenamedFlag, add_overrides, default_argument_parser, load_run_config, usage_error
 from nasnet_zoo.config import ConfigError
 from nasnet_zoo.training import TrainConfig, evaluate_only, recipe_path, train
 from nasnet_zoo.training.config import SHORTCUTS
@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rank", type=int, help="which genotype of a search's ranking: 1 = best, as in its top_genotypes.json "
                    "and printed report (0 still means the best, with a warning)")
     p.add_argument("--cells-per-stack", type=int, help="N of 'N @ F'")
-    p.add_argument("--filters", type=int, help="base filter count (num_conv_filters)")
+    p.add_argument("--num-conv-filters", "--filters", type=int, action=RenamedFlag, metavar="F",
+                   help="F of 'N @ F', the base filter count (--filters: deprecated spelling)")
     p.add_argument("--data-dir", help="cifar-10-batches-py, or a folder with train/<class>/ and val/<class>/")
     p.add_argument("--dataset", choices=("cifar10", "folder"), help="data layout (default from the recipe)")
     p.add_argument("--epochs", type=float)

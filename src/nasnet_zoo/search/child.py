@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class ChildConfig:
     epochs: int = 1
     train_size: int = 0          # training images used (0 = all that are not held out)
     val_size: int = 5000         # held out of the training batches
-    filters: int = 8             # num_conv_filters of the child
+    num_conv_filters: int = 8    # base filter count F of the child (was ``filters``)
     cells: int = 2               # normal cells per stack (N = 2 in the paper)
     image_size: int = 32
     batch_size: int = 64
@@ -45,10 +46,12 @@ class ChildConfig:
     time_limit_s: float = 600.0
     split_seed: int = 0
     amp: str = "auto"            # off | auto | fp16 | bf16; auto: float16 + grad scaler on CUDA, off on CPU
+    #: old key -> field (config.py reads the old one with a FutureWarning)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"filters": "num_conv_filters"}
 
     def validate(self) -> None:
         self.amp = amp_setting(self.amp, "child.amp")
-        for name in ("epochs", "val_size", "filters", "cells", "image_size", "batch_size"):
+        for name in ("epochs", "val_size", "num_conv_filters", "cells", "image_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"child.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_size < 0:
@@ -115,7 +118,7 @@ class ProxyData:
 
 def build_child(genotype: Genotype, config: ChildConfig, num_classes: int = 10) -> torch.nn.Module:
     """The proxy task's network for ``genotype``: CIFAR stem, no auxiliary head, at the child's sizes."""
-    return create_model(genotype, cells_per_stack=config.cells, num_conv_filters=config.filters, stem="cifar",
+    return create_model(genotype, cells_per_stack=config.cells, num_conv_filters=config.num_conv_filters, stem="cifar",
                         num_classes=num_classes, image_size=config.image_size, aux_head=False)
 
 

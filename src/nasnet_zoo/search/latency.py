@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 
@@ -34,7 +34,7 @@ class LatencyConfig:
     weight: float = -0.07            # w: MnasNet's soft constraint uses -0.07 on both sides of T
     image_size: int = 32
     cells_per_stack: int = 2         # N
-    filters: int = 8                 # num_conv_filters
+    num_conv_filters: int = 8        # base filter count F (was ``filters``)
     stem: str = "cifar"              # "imagenet" for a 224 px mobile-style network
     num_classes: int = 10
     batch_size: int = 1
@@ -42,6 +42,8 @@ class LatencyConfig:
     threads: int = 1                 # torch intra-op threads while timing on CPU
     warmup: int = 3
     runs: int = 11                   # timed forward passes; the latency is their median
+    #: old key -> field (config.py reads the old one with a FutureWarning)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"filters": "num_conv_filters"}
 
     @property
     def enabled(self) -> bool:
@@ -53,7 +55,8 @@ class LatencyConfig:
                              "a positive number, or leave it out for an accuracy-only reward")
         if self.weight > 0:
             raise ValueError(f"latency.weight must be <= 0 (a slower child must not score higher), got {self.weight}")
-        for name in ("image_size", "cells_per_stack", "filters", "num_classes", "batch_size", "threads", "runs"):
+        for name in ("image_size", "cells_per_stack", "num_conv_filters", "num_classes", "batch_size", "threads",
+                     "runs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"latency.{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
@@ -69,7 +72,7 @@ class LatencyConfig:
     def conditions(self) -> str:
         """One line naming what was timed, for plots and reports."""
         where = f"{self.device}, {self.threads} thread(s)" if self.device == "cpu" else self.device
-        return (f"N={self.cells_per_stack}, F={self.filters}, {self.stem} stem, {self.image_size} px, "
+        return (f"N={self.cells_per_stack}, F={self.num_conv_filters}, {self.stem} stem, {self.image_size} px, "
                 f"batch {self.batch_size}, {where}, median of {self.runs}")
 
 
@@ -105,7 +108,7 @@ def measure_latency_ms(genotype: Genotype, config: LatencyConfig) -> float:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = create_model(genotype, cells_per_stack=config.cells_per_stack, num_conv_filters=config.filters,
+        model = create_model(genotype, cells_per_stack=config.cells_per_stack, num_conv_filters=config.num_conv_filters,
                              stem=config.stem, num_classes=config.num_classes, image_size=config.image_size,
                              aux_head=False).eval()
         x = torch.randn(config.batch_size, 3, config.image_size, config.image_size)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from nasnet_zoo.config import ConfigError
 from nasnet_zoo.configs import config_path
@@ -18,13 +19,15 @@ class ModelSettings:
     genotype: str = ""                  # genotype JSON, search top_genotypes.json or journal.jsonl
     rank: int = 1                       # which genotype of a search's ranking (1 = best, as in top_genotypes.json)
     cells_per_stack: int = 0            # N of "N @ F"; 0 keeps the registry model's own
-    filters: int = 0                    # base filters (num_conv_filters); 0 keeps the registry model's own
+    num_conv_filters: int = 0           # base filter count F (was ``filters``); 0 keeps the registry model's own
     stem: str = "cifar"                 # stem of a genotype-built network: "cifar" or "imagenet"
     stem_multiplier: float = 0.0        # 0 keeps the default of the stem / registry model
     drop_path_keep_prob: float = 0.0    # ScheduledDropPath final keep probability; 0 keeps the model's own
     aux_weight: float = 0.4             # auxiliary head loss weight (paper: 0.4); 0 removes the head
     pretrained: str = ""                # zoo weights tag or path to start from (fine-tuning / evaluation)
     weights: str = ""                   # .safetensors or checkpoint to load strictly (``--eval-only``)
+    #: old key -> field (config.py reads the old one with a FutureWarning)
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"filters": "num_conv_filters"}
 
 
 @dataclass
@@ -100,7 +103,9 @@ SHORTCUTS = {
     "data_dir": "data.dir", "dataset": "data.dataset", "image_size": "data.image_size",
     "epochs": "solver.epochs", "max_steps": "solver.max_steps", "batch_size": "solver.batch_size",
     "lr": "solver.lr", "model": "model.name", "genotype": "model.genotype", "rank": "model.rank",
-    "cells_per_stack": "model.cells_per_stack", "filters": "model.filters", "pretrained": "model.pretrained",
+    "cells_per_stack": "model.cells_per_stack", "num_conv_filters": "model.num_conv_filters",
+    "filters": "model.filters",  # the old keyword: read as model.num_conv_filters with a FutureWarning
+    "pretrained": "model.pretrained",
     "weights": "model.weights", "output_dir": "output_dir", "device": "device", "seed": "seed",
 }
 

@@ -17,11 +17,11 @@ def build_model(settings: ModelSettings, *, num_classes: int, image_size: int = 
     """The model and a description of where it came from (registry name, or genotype file, rank and reward)."""
     overrides = _nonzero(stem_multiplier=settings.stem_multiplier, drop_path_keep_prob=settings.drop_path_keep_prob,
                          image_size=image_size, cells_per_stack=settings.cells_per_stack,
-                         num_conv_filters=settings.filters)
+                         num_conv_filters=settings.num_conv_filters)
     overrides["aux_head"] = settings.aux_weight > 0
     if settings.genotype:
-        if not settings.cells_per_stack or not settings.filters:
-            raise ValueError("a genotype needs a network size: give --cells-per-stack N and --filters F "
+        if not settings.cells_per_stack or not settings.num_conv_filters:
+            raise ValueError("a genotype needs a network size: give --cells-per-stack N and --num-conv-filters F "
                              "(base filters, e.g. 2 and 32 for a quick CIFAR retrain)")
         entry = genotype_at_rank(settings.genotype, settings.rank)
         model = create_model(entry["genotype"], stem=settings.stem, num_classes=num_classes, **overrides)

@@ -22,7 +22,7 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
 
     ``source`` is a search output folder, its ``journal.jsonl`` or ``top_genotypes.json``. ``budget`` takes the
     CLI's short names (``epochs``, ``max_steps``, ``batch_size``, ``lr``, ``data_dir``, ``cells_per_stack``,
-    ``filters``, ``device``, ...) on top of ``recipe`` (size defaults: 2 cells per stack, 32 filters);
+    ``num_conv_filters``, ``device``, ...) on top of ``recipe`` (size defaults: 2 cells per stack, 32 filters);
     ``overrides`` are further ``KEY VALUE`` pairs. Each child trains in ``output_dir/rank_<i>`` (resumable; i is
     its search rank, 1 = the report's best); the ranking, also counted from 1, is written to
     ``output_dir/ranking.json``.
@@ -42,7 +42,7 @@ def retrain_top(source: str | Path, k: int, *, output_dir: str | Path | None = N
             *shortcut_overrides(budget), *overrides, "model.genotype", str(genotype_file), "model.rank", "1",
             "output_dir", str(run_dir)])
         cfg.model.cells_per_stack = cfg.model.cells_per_stack or DEFAULT_CELLS_PER_STACK
-        cfg.model.filters = cfg.model.filters or DEFAULT_FILTERS
+        cfg.model.num_conv_filters = cfg.model.num_conv_filters or DEFAULT_FILTERS
         result = train(cfg, resume=True)
         rows.append({"search_rank": search_rank, "search_reward": entry["reward"], "top1": result["top1"],
                      "params": result["params"], "output_dir": str(run_dir),
