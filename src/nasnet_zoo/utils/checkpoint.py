@@ -160,7 +160,7 @@ def check_identity(expected: Mapping[str, Any], found: Mapping[str, Any] | None,
                             for k in different)
         raise ArchitectureMismatchError(
             f"{source} was made for another model ({details}). Build the same model (same --model or "
-            "--genotype/--rank, --cells-per-stack, --filters, classes) or start a fresh --output-dir.")
+            "--genotype/--rank, --cells-per-stack, --num-conv-filters, classes) or start a fresh --output-dir.")
 
 
 def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, target: str = "this model",
