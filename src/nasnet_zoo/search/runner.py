@@ -239,41 +239,23 @@ class SearchRun:
         self.bar = tqdm(total=cfg.children, initial=len(self.journal), desc=f"search {cfg.strategy}/{cfg.reward}",
                         disable=not self.progress, unit="child")
         backend = build_backend(cfg, self.evaluator, self.strategy)
-        in_flight: dict[int, _InFlight] = {}
-        by_key: dict[str, int] = {}
-        next_task = 0
-        trainer = self.trainer
-        train_seconds = 0.0
+        self._in_flight: dict[int, _InFlight] = {}
+        self._by_key: dict[str, int] = {}
+        self._next_task = 0
+        self.train_seconds = 0.0
         try:
             while len(self.journal) < cfg.children:
-                if trainer is not None and not in_flight and len(self.journal) >= trainer.next_round_at():
-                    tic = time.perf_counter()
-                    stats = trainer.train_round(self.strategy)
-                    train_seconds += time.perf_counter() - tic
-                    self._save_state(len(self.journal))
-                    self.metrics.log(child=len(self.journal), **stats)
-                pending = sum(1 + len(f.waiters) for f in in_flight.values())
-                want = min(backend.capacity - len(in_flight), cfg.children - len(self.journal) - pending)
-                if trainer is not None:  # no child of the next round before its training
-                    want = min(want, trainer.next_round_at() - len(self.journal) - pending)
+                if self.trainer is not None and not self._in_flight \
+                        and len(self.journal) >= self.trainer.next_round_at():
+                    self._train_round()
                 tic = time.perf_counter()
-                proposals = self.strategy.propose(max(want, 0))
+                proposals = self.strategy.propose(self._wanted(backend.capacity))
                 self.controller_seconds += time.perf_counter() - tic
                 for proposal in proposals:
-                    key = genotype_key(proposal.genotype)
-                    earlier = self.journal.lookup(key)
-                    if earlier is not None and (trainer is None or trainer.reusable(earlier)):
-                        self._reuse(proposal, key, earlier)
-                    elif key in by_key:
-                        in_flight[by_key[key]].waiters.append(proposal)
-                    else:
-                        seed = zlib.crc32(key.encode()) ^ cfg.seed
-                        backend.submit(Task(next_task, proposal.genotype.to_dict(), seed))
-                        in_flight[next_task], by_key[key] = _InFlight(proposal, key), next_task
-                        next_task += 1
-                for outcome in backend.wait(timeout=1.0 if in_flight else 0.0):
-                    flight = in_flight.pop(outcome.task_id)
-                    del by_key[flight.key]
+                    self._route(proposal, backend)
+                for outcome in backend.wait(timeout=1.0 if self._in_flight else 0.0):
+                    flight = self._in_flight.pop(outcome.task_id)
+                    del self._by_key[flight.key]
                     first = self._finish(flight.proposal, flight.key, outcome.result, worker=outcome.worker,
                                          attempts=outcome.attempts)
                     for waiter in flight.waiters:
@@ -282,13 +264,46 @@ class SearchRun:
             backend.close()
             self.bar.close()
         self._save_state(len(self.journal))
-        wall = time.perf_counter() - start
+        return self._summary(time.perf_counter() - start)
+
+    def _train_round(self) -> None:
+        """The training reward's round (shared weights), then a checkpoint: a resume goes on from this round."""
+        tic = time.perf_counter()
+        stats = self.trainer.train_round(self.strategy)  # type: ignore[union-attr]
+        self.train_seconds += time.perf_counter() - tic
+        self._save_state(len(self.journal))
+        self.metrics.log(child=len(self.journal), **stats)
+
+    def _wanted(self, capacity: int) -> int:
+        """How many children to propose now: free backend slots, the search's remaining budget and, with a
+        training reward, no child of the next round before its training."""
+        pending = sum(1 + len(f.waiters) for f in self._in_flight.values())
+        want = min(capacity - len(self._in_flight), self.cfg.children - len(self.journal) - pending)
+        if self.trainer is not None:
+            want = min(want, self.trainer.next_round_at() - len(self.journal) - pending)
+        return max(want, 0)
+
+    def _route(self, proposal: Proposal, backend: Backend) -> None:
+        """Reuse a journaled reward that still stands, wait on the same genotype in flight, or submit it."""
+        key = genotype_key(proposal.genotype)
+        earlier = self.journal.lookup(key)
+        if earlier is not None and (self.trainer is None or self.trainer.reusable(earlier)):
+            self._reuse(proposal, key, earlier)
+        elif key in self._by_key:
+            self._in_flight[self._by_key[key]].waiters.append(proposal)
+        else:
+            seed = zlib.crc32(key.encode()) ^ self.cfg.seed
+            backend.submit(Task(self._next_task, proposal.genotype.to_dict(), seed))
+            self._in_flight[self._next_task], self._by_key[key] = _InFlight(proposal, key), self._next_task
+            self._next_task += 1
+
+    def _summary(self, wall: float) -> dict[str, Any]:
         summary = {"children": len(self.journal), "wall_seconds": wall, "controller_seconds": self.controller_seconds,
                    "controller_overhead_pct": 100.0 * self.controller_seconds / wall if wall else 0.0,
                    "children_per_hour": 3600 * len(self.journal) / wall if wall else 0.0, "best_reward": self.best}
-        if trainer is not None:
-            summary |= {"train_steps": trainer.step, "train_seconds": train_seconds, "rounds": trainer.rounds,
-                        "processes": self.info.world_size}
+        if self.trainer is not None:
+            summary |= {"train_steps": self.trainer.step, "train_seconds": self.train_seconds,
+                        "rounds": self.trainer.rounds, "processes": self.info.world_size}
         if self.latency is not None:
             summary |= {"latency_seconds": self.latency_seconds, "latencies_measured": self.latency.measured}
         self.metrics.log(child=len(self.journal), **{f"summary/{k}": v for k, v in summary.items()})
