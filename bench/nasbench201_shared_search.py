@@ -5,7 +5,8 @@ For each seed, through the one search loop (``runner.SearchRun``, ``--reward sha
 1. **warm-up**: a random search whose first round trains the supernet ``shared.warmup_steps`` uniform steps and
    whose rounds train nothing more (``shared.train_steps 0``); it scores ``--uniform-cells`` uniform cells with
    the warmed-up weights, so its answer is "the warm-up supernet's best of N uniform cells", and its checkpoint
-   is the warm-up every search of the seed starts from (``shared.init_from``);
+   is the warm-up every search of the seed starts from (``shared.init_from``). ``--warmup-from`` takes a
+   supernet trained elsewhere instead (the same for every seed);
 2. **searches**: random search, PPO (the paper's settings) and regularized evolution (P = 10, S = 3), each from
    that warm-up, each evaluating ``--children`` children with the recipe's training rounds in between.
 
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--children", type=int, default=200, help="children each search evaluates")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 200], help="report the first B children")
     p.add_argument("--uniform-cells", type=int, default=200, help="cells the warm-up run scores uniformly")
+    p.add_argument("--warmup-from", default="",
+                   help="instead of training a warm-up, take this supernet (a shared search folder or checkpoint, "
+                        "e.g. bench/nasbench201_supernet.py's) for every seed")
     p.add_argument("--root", default=str(ROOT / "runs" / "nb201_shared"))
     p.add_argument("--out", default=str(ROOT / "docs" / "figures" / "nasbench201_shared_search.json"))
     p.add_argument("--strategies-json", default=str(ROOT / "docs" / "figures" / "search_strategies.json"),
@@ -89,7 +93,9 @@ def config_for(args: argparse.Namespace, seed: int, phase: str, folder: Path) ->
     common = ["data_dir", args.data_dir, "seed", str(seed), "output_dir", str(folder), *args.opts]
     if phase == "warmup":
         own = ["strategy", "random", "children", str(args.uniform_cells), "shared.train_steps", "0",
-               "shared.init_from", ""]
+               "shared.init_from", args.warmup_from]
+        if args.warmup_from:
+            own += ["shared.warmup_steps", "0"]
     else:
         own = ["strategy", phase, "children", str(args.children), "shared.warmup_steps", "0",
                "shared.init_from", str(folder.parent / "warmup")]
@@ -110,6 +116,7 @@ def run_folder(cfg: SearchConfig) -> list[dict[str, Any]]:
     summary = SearchRun(cfg, resume=resume, progress=False, metrics=True).run()
     session = {"seconds": time.perf_counter() - tic, "children_before": len(records),
                "children_after": summary["children"], "train_steps": summary.get("train_steps"),
+               "train_s": summary.get("train_seconds"),
                "torch_threads": cfg.shared.threads or torch.get_num_threads(),
                "loadavg_start": load, "loadavg_end": os.getloadavg()}
     with open(folder / SESSIONS, "a", encoding="utf-8") as f:
@@ -122,11 +129,13 @@ def run_folder(cfg: SearchConfig) -> list[dict[str, Any]]:
 
 
 def timing(folder: Path) -> dict[str, Any]:
-    """Wall seconds over the bench's sessions; scoring seconds from the journal; the warm-up round's seconds."""
+    """Wall, training and scoring seconds over the bench's sessions (scoring from the journal); the first
+    round's training seconds (for the warm-up run: the warm-up)."""
     sessions = read_jsonl(folder / SESSIONS)
     records = read_jsonl(folder / JOURNAL_NAME)
     rounds = [m["shared/round_seconds"] for m in read_jsonl(folder / "metrics.jsonl") if "shared/round_seconds" in m]
     return {"wall_s": sum(s["seconds"] for s in sessions), "sessions": len(sessions),
+            "train_s": sum(s.get("train_s") or 0.0 for s in sessions),
             "scoring_s": sum(r["seconds"] for r in records), "first_round_s": rounds[0] if rounds else None,
             "loadavg": [s["loadavg_start"] for s in sessions] + [s["loadavg_end"] for s in sessions[-1:]],
             "torch_threads": sorted({s["torch_threads"] for s in sessions})}
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "weight-sharing searches (--reward shared --space nasbench201) judged by NAS-Bench-201's table, "
                 "issue 23 item 5",
         "conditions": {"recipe": str(args.config), "opts": list(args.opts), "seeds": args.seeds,
+                       "warmup_from": args.warmup_from,
                        "children": args.children, "uniform_cells": args.uniform_cells,
                        "child": vars(recipe.child), "shared": vars(recipe.shared),
                        "ppo": vars(recipe.ppo), "evolution": vars(recipe.evolution),

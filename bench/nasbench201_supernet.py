@@ -1,19 +1,26 @@
 """The supernet in NAS-Bench-201's space, judged by the benchmark's table (issue 23, item 5).
 
-Trains :class:`nasnet_zoo.search.nasbench201_supernet.Supernet` (NAS-Bench-201's skeleton, single-path weight
-sharing, batch-statistics BN) with uniform sampling (RSPS / SPOS) on real CIFAR-10, then scores a fixed set of
-cells on the same held-out images: ``--random-cells`` uniform random cells of the space (seeded) plus the
-table's ``--top`` best cells by ``--truth-column``. It reports Kendall tau and Spearman (scipy.stats) with 95%
-bootstrap intervals between the supernet's accuracies and the truth column over those cells, and the same
-figures on the same cells for two references: parameter count alone (``params_mb``) and the 12-epoch column
+Trains NAS-Bench-201's weight-sharing skeleton (``nasnet_zoo.search.nasbench201_supernet.Supernet``: single path,
+batch-statistics BN) through the search's own shared reward, ``SharedWeightEvaluator`` (the one training step,
+data order, flips and fixed evaluation set of every ``--reward shared --space nasbench201`` search), with uniform
+sampling (RSPS / SPOS) on real CIFAR-10. Then it scores a fixed set of cells with ``score`` on the same held-out
+images: ``--random-cells`` uniform random cells of the space (seeded) plus the table's ``--top`` best cells by
+``--truth-column``. It reports Kendall tau and Spearman (``rank_fidelity.rank_agreement``) with 95% bootstrap
+intervals between the supernet's accuracies and the truth column over those cells, and the same figures on the
+same cells for two references: parameter count alone (``params_mb``) and the 12-epoch column
 (``cifar10_valid_12ep``); and the same within the top cells only. Nothing is tuned on the truth column.
 
-The held-out images are ``--holdout`` images of the training batches (``ProxyData``'s seeded stratified split),
-never trained on; every cell is scored on the first ``--eval-images`` of them, in batches of ``--eval-batch``
-(BatchNorm uses batch statistics, so the batch size is part of the measurement and is the same for every cell).
+What the bench sets beyond the evaluator: the learning rate follows a cosine schedule over the run (the bench
+sets the evaluator's optimizer's lr before each step; a search keeps ``child.lr`` constant), and the steps can
+be fixed by a time budget. Augmentation is the evaluator's, a random horizontal flip (the bench's own loop
+before added NAS-Bench-201's 4-pixel random crop). The held-out images are ``--holdout`` images of the training
+batches (``ProxyData``'s seeded stratified split), never trained on; every cell is scored on the first
+``--eval-images`` of them, in batches of ``--eval-batch`` (BatchNorm uses batch statistics, so the batch size is
+part of the measurement and is the same for every cell). The trained supernet is saved as a search checkpoint,
+so a search can start from it (``shared.init_from CHECKPOINT_DIR``).
 
-    flock /tmp/nasnet-heavy.lock python bench/nasbench201_supernet.py --channels 16 --cells 1 --budget-min 10 \
-        --timing-steps 20            # the CPU size of docs/search.md: 7,180 steps, 10 min on 2 cores
+    flock /tmp/nasnet-heavy.lock env OMP_NUM_THREADS=1 python bench/nasbench201_supernet.py --channels 16 \
+        --cells 1 --budget-min 10 --timing-steps 20     # the CPU size of docs/search.md, one thread
     python bench/nasbench201_supernet.py --steps 20 --random-cells 20 --top 10 --out-dir /tmp/nb201  # smoke test
     python bench/nasbench201_supernet.py --channels 16 --cells 5 --steps 50000 --device cuda        # a GPU size
 """
@@ -31,14 +38,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from nasnet_zoo.search.child import ChildConfig, ProxyData
-from nasnet_zoo.search.nasbench201_supernet import Supernet, uniform_cell
+from nasnet_zoo.config import load_config
 from nasnet_zoo.search.rank_fidelity import rank_agreement
+from nasnet_zoo.search.runner import build_evaluator
+from nasnet_zoo.search.settings import SearchConfig
+from nasnet_zoo.search.shared import SharedWeightEvaluator
 from nasnet_zoo.search.spaces.nasbench201 import NASBench201Cell, NASBench201Space
+from nasnet_zoo.search.state import STATE_NAME, save_search_state
 from nasnet_zoo.search.table import NASBENCH201_CIFAR10, BenchmarkTable
-from nasnet_zoo.utils.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar-10-subset" / "cifar-10-batches-py"
@@ -57,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--budget-min", type=float, default=0.0,
                    help="if > 0, --steps is set from the timed first steps to train for about this many minutes")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.05, help="initial lr of the cosine schedule")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--grad-clip", type=float, default=5.0)
     p.add_argument("--holdout", type=int, default=1000, help="training images held out as the evaluation pool")
@@ -67,76 +75,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=50)
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a busy 2-core machine)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--timing-steps", type=int, default=5, help="steps timed (and printed) before the run")
     p.add_argument("--out-dir", default=str(ROOT / "docs" / "figures"))
-    p.add_argument("--checkpoint", default=str(ROOT / "runs" / "nasbench201_supernet" / "supernet.pt"))
+    p.add_argument("--checkpoint-dir", default=str(ROOT / "runs" / "nasbench201_supernet"),
+                   help=f"where the trained supernet is saved as {STATE_NAME} (usable as shared.init_from)")
     return p.parse_args(argv)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and a random crop of a 4-pixel zero-padded image (NAS-Bench-201's augmentation)."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    padded = F.pad(x, (4, 4, 4, 4))
-    dy, dx = torch.randint(0, 9, (2,), generator=gen).tolist()  # one offset per batch: cheap on 2 cores
-    return padded[:, :, dy:dy + h, dx:dx + w]
-
-
-@torch.no_grad()
-def accuracy(net: Supernet, cell: NASBench201Cell, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    net.eval()
-    correct = 0
-    for i in range(0, len(y), batch):
-        correct += int((net(x[i:i + batch], cell).argmax(1) == y[i:i + batch]).sum())
-    return correct / len(y)
+def evaluator_for(args: argparse.Namespace) -> SharedWeightEvaluator:
+    """The shared reward of a ``--space nasbench201`` search at the bench's sizes, uniformly sampled."""
+    cfg = load_config(SearchConfig(space="nasbench201", reward="shared", seed=args.seed, data_dir=args.data_dir),
+                      None, ["child.num_conv_filters", str(args.channels), "child.cells", str(args.cells),
+                             "child.image_size", str(args.image_size), "child.batch_size", str(args.batch_size),
+                             "child.val_size", str(args.holdout), "child.split_seed", str(args.seed),
+                             "child.lr", str(args.lr), "child.weight_decay", str(args.weight_decay),
+                             "shared.grad_clip", str(args.grad_clip), "shared.sampling", "uniform",
+                             "shared.eval_images", str(args.eval_images),
+                             "shared.eval_batch_size", str(args.eval_batch), "shared.device", args.device])
+    cfg.shared.validate()
+    return build_evaluator(cfg, torch.device(args.device))  # type: ignore[return-value]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     space = NASBench201Space()
     table = BenchmarkTable(args.table, space, tuple(dict.fromkeys((args.truth_column, *COLUMNS))))
-    data = ProxyData.load(args.data_dir, ChildConfig(val_size=args.holdout, image_size=args.image_size,
-                                                     split_seed=args.seed))
-    if args.eval_images > len(data.val_y):
-        raise SystemExit(f"--eval-images {args.eval_images} > --holdout {len(data.val_y)}")
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    eval_x, eval_y = data.val_x[:args.eval_images].to(device), data.val_y[:args.eval_images].to(device)
-    print(f"data: {len(train_y)} training images, {len(eval_y)} held-out evaluation images, "
+    ev = evaluator_for(args)
+    if args.eval_images > len(ev.data.val_y):
+        raise SystemExit(f"--eval-images {args.eval_images} > --holdout {len(ev.data.val_y)}")
+    print(f"data: {len(ev.train_y)} training images, {len(ev.eval_y)} held-out evaluation images, "
           f"{args.image_size} px; torch threads {torch.get_num_threads()}", flush=True)
-
-    net = Supernet(args.channels, args.cells).to(device)
-    n_params = sum(p.numel() for p in net.parameters())
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
-                          weight_decay=args.weight_decay)
-    gen = torch.Generator().manual_seed(args.seed)
-    order = torch.randperm(len(train_y), generator=gen)
-    pos = 0
-    sched = None
+    n_params = sum(p.numel() for p in ev.params)
+    sampler = ev.uniform_sampler(3)  # the warm-up's stream: uniform single paths drawn from the seed
+    cosine_from = cosine_steps = 0  # where the schedule starts and its length, known once steps are timed
 
     def step() -> float:
-        nonlocal order, pos
-        if pos + args.batch_size > len(order):
-            order, pos = torch.randperm(len(train_y), generator=gen), 0
-        idx = order[pos:pos + args.batch_size].to(device)
-        pos += args.batch_size
-        net.train()
-        loss = F.cross_entropy(net(augment(train_x[idx], gen), uniform_cell(gen)), train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), args.grad_clip)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        return float(loss.detach())
+        if cosine_steps:  # cosine from args.lr to 0 over the steps after the timed ones
+            done = ev.step - cosine_from
+            for group in ev.optimizer.param_groups:
+                group["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * done / cosine_steps))
+        return ev.train(1, sampler)[0]["loss"]
 
     load_start = os.getloadavg()
     start = time.perf_counter()
@@ -146,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     timed = (time.perf_counter() - start) / max(1, len(losses))
     if args.budget_min > 0:
         args.steps = max(len(losses) + 1, int(args.budget_min * 60 / timed))
-    # cosine over the whole run; the timed steps ran at the initial lr, as the schedule's first steps would
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps - len(losses))
+    # cosine over the rest of the run; the timed steps ran at the initial lr, as the schedule's first steps would
+    cosine_from, cosine_steps = len(losses), max(1, args.steps - len(losses))
     print(f"supernet C={args.channels} N={args.cells}, {n_params:,} parameters: {timed:.3f} s/step over the first "
           f"{len(losses)} steps -> {args.steps} steps ~ {timed * args.steps / 60:.1f} min", flush=True)
     curve = []
@@ -160,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{(time.perf_counter() - start) / len(losses):.3f} s/step", flush=True)
     train_s = time.perf_counter() - start
     load_end = os.getloadavg()
-    Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(args.checkpoint, {"model": net.state_dict(), "channels": args.channels, "cells": args.cells,
-                                      "steps": args.steps, "seed": args.seed})
+    checkpoint = Path(args.checkpoint_dir) / STATE_NAME
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    save_search_state(checkpoint, {}, 0, 0, evaluator=ev.state_dict())
 
     # the cells: uniform random (seeded, the table's rows) plus the table's top by the truth column
     rng = np.random.default_rng(args.seed)
@@ -173,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_start = time.perf_counter()
     scores = []
     for k, r in enumerate(rows):
-        scores.append(accuracy(net, NASBench201Cell.from_arch(table.arches[r]), eval_x, eval_y, args.eval_batch))
+        scores.append(ev.score(NASBench201Cell.from_arch(table.arches[r])))
         if (k + 1) % 50 == 0:
             print(f"scored {k + 1}/{len(rows)} cells", flush=True)
     eval_s = time.perf_counter() - eval_start
@@ -199,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "what": "NAS-Bench-201 supernet (uniform single path) ranking vs the table, issue 23 item 5",
         "conditions": {**{k: v for k, v in vars(args).items() if k not in ("out_dir",)},
-                       "parameters": n_params, "train_images": int(len(train_y)),
+                       "parameters": n_params, "train_images": int(len(ev.train_y)),
+                       "augmentation": "random horizontal flip (SharedWeightEvaluator.train_batch)",
+                       "lr_schedule": "cosine from lr to 0 after the timed steps",
                        "torch_threads": torch.get_num_threads(), "s_per_step_first": timed,
                        "s_per_step": train_s / args.steps, "train_s": train_s, "eval_s": eval_s,
                        "eval_s_per_cell": eval_s / len(rows), "loadavg_start": load_start, "loadavg_end": load_end,
@@ -233,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"[{r.get('kendall_lo', math.nan):+.3f}, {r.get('kendall_hi', math.nan):+.3f}]  Spearman "
                   f"{r['spearman']:+.3f} [{r.get('spearman_lo', math.nan):+.3f}, {r.get('spearman_hi', math.nan):+.3f}]")
     print(f"whole table, Kendall vs cifar10_test_200ep: {whole}")
-    print(f"wrote {out_dir / name}.json, .csv; checkpoint {args.checkpoint}")
+    print(f"wrote {out_dir / name}.json, .csv; checkpoint {checkpoint}")
     return 0
 
 

@@ -79,3 +79,13 @@ def test_the_bench_runs_judges_by_the_table_and_resumes_by_folder(tmp_path, cifa
     assert set(third["table_reward_searches"]) >= {"random", "ppo", "evolution"}  # docs/figures/search_strategies.json
     assert set(third["published_weight_sharing_test"]) == {"RSPS", "ENAS", "DARTS", "SETN", "GDAS"}
     assert third["runs"]["0"]["warmup"]["wall_s"] > 0 and third["conditions"]["children"] == 10
+
+    # --warmup-from: every seed starts from a supernet trained elsewhere, no warm-up steps of its own
+    other = tmp_path / "fixed"
+    assert bench.main(["--data-dir", str(cifar_or_digits), "--seeds", "0", "--strategies", "random", "--children", "5",
+                       "--budgets", "5", "--uniform-cells", "5", "--root", str(other), "--out", str(tmp_path / "f.json"),
+                       "--warmup-from", str(root / "seed0" / "warmup"), *TINY, "shared.train_steps", "0"]) == 0
+    fixed = read_jsonl(other / "seed0" / "warmup" / "journal.jsonl")
+    assert {r["info"]["train_step"] for r in fixed} == {0}
+    # same weights, same seed, same uniform cells: the same rewards as the warm-up it was taken from
+    assert [r["reward"] for r in fixed] == [r["reward"] for r in after["0/warmup"][:5]]
