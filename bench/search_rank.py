@@ -53,6 +53,7 @@ from nasnet_zoo.search.journal import genotype_key
 from nasnet_zoo.search.rank_fidelity import rank_agreement
 from nasnet_zoo.search.settings import SearchConfig
 from nasnet_zoo.search.spaces import NASNetSpace, genotype_from_dict
+from nasnet_zoo.utils.checkpoint import read_checkpoint
 from nasnet_zoo.utils.io import append_jsonl, atomic_torch_save, atomic_write_json, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def run_shared(cells: list[Genotype], data: ProxyData, cfg: SearchConfig, space:
     ckpt_path = out / SUPERNET_NAME
     done, train_seconds, chunks = 0, 0.0, []
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(ckpt_path, written_by="bench/search_rank.py")  # weights only: nothing in it runs
         if ckpt["supernet"] == supernet and ckpt["evaluator"]["step"] <= steps:  # more steps continue the same training
             evaluator.load_state_dict(ckpt["evaluator"])
             done, train_seconds, chunks = evaluator.step, ckpt["train_seconds"], ckpt["chunks"]

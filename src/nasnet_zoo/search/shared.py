@@ -68,12 +68,14 @@ class AverageGradients(StepHook):
             offset += g.numel()
 
 
-def build_supernet(space: SearchSpace, *, cells: int, filters: int, num_classes: int, image_size: int) -> nn.Module:
-    """The weight-sharing network of ``space`` at the proxy child's size (``child.cells``, ``child.filters``)."""
+def build_supernet(space: SearchSpace, *, cells: int, num_conv_filters: int, num_classes: int,
+                   image_size: int) -> nn.Module:
+    """The weight-sharing network of ``space`` at the proxy child's size (``child.cells``,
+    ``child.num_conv_filters``; NAS-Bench-201's C)."""
     if space.name == "nasbench201":
         from .nasbench201_supernet import Supernet as NASBench201Supernet
-        return NASBench201Supernet(channels=filters, cells_per_stage=cells, num_classes=num_classes)
-    return Supernet(space, cells_per_stack=cells, num_conv_filters=filters, num_classes=num_classes,  # type: ignore[arg-type]
+        return NASBench201Supernet(channels=num_conv_filters, cells_per_stage=cells, num_classes=num_classes)
+    return Supernet(space, cells_per_stack=cells, num_conv_filters=num_conv_filters, num_classes=num_classes,  # type: ignore[arg-type]
                     image_size=image_size)
 
 
@@ -105,7 +107,7 @@ class SharedWeightEvaluator:
                 raise ValueError(f"{name}={size} must be divisible by the {info.world_size} torchrun processes")
         with torch.random.fork_rng(devices=[]):  # the initial weights follow the search's seed, not the caller's RNG
             torch.manual_seed(_mix(cfg.seed, 0))
-            self.supernet = build_supernet(self.space, cells=child.cells, filters=child.num_conv_filters,
+            self.supernet = build_supernet(self.space, cells=child.cells, num_conv_filters=child.num_conv_filters,
                                            num_classes=data.num_classes, image_size=child.image_size).to(self.device)
         if self.device.type == "cuda":
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
