@@ -22,6 +22,9 @@ again, a started one is continued with ``--resume`` semantics. Every invocation 
 folder's ``bench_sessions.jsonl``, so the seconds reported are the sum over sessions.
 
     flock /tmp/nasnet-heavy.lock env OMP_NUM_THREADS=1 python bench/nasbench201_shared_search.py   # docs/search.md
+    ... --warmup-from runs/nasbench201_supernet --root runs/nb201_shared_fixed \
+        --out docs/figures/nasbench201_shared_search_fixed.json --children 100 --budgets 100 --uniform-cells 100 \
+        shared.train_steps 0     # the same searches on bench/nasbench201_supernet.py's supernet, kept fixed
     python bench/nasbench201_shared_search.py --seeds 0 --children 20 --budgets 20 --uniform-cells 20 \
         --root /tmp/nb201s --out /tmp/nb201s.json shared.warmup_steps 20     # a smoke test, a minute
 """
