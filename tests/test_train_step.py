@@ -190,7 +190,7 @@ def test_the_scaler_path_clips_and_reports_unscaled_gradients():
         assert torch.allclose(p.grad, q.grad) and torch.allclose(p, q)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_fp16_on_cuda_scales_the_loss_and_still_clips_the_true_norm():
     model = linear().cuda()
     step = TrainStep(torch.optim.SGD(model.parameters(), lr=0.1), device="cuda", amp="auto", grad_clip=0.5)
