@@ -7,7 +7,8 @@ Resume contract: the journal is the record of finished children and the checkpoi
 the strategy has absorbed; on ``resume`` the rest are replayed. The checkpoint is written after a policy update
 at most every ``STATE_PERIOD_S`` seconds (and when the search ends): the replay is exact, so a rarer checkpoint
 costs a resume only replay time, while a search whose rewards take milliseconds (a benchmark table) is not
-spent writing checkpoints. Children in flight at a kill were never
+spent writing checkpoints; a training reward's state is checkpointed after each of its rounds too, and training
+goes on from there (its journaled rewards are replayed, not recomputed). Children in flight at a kill were never
 journaled, so they are simply proposed again: none is lost or counted twice, and the final count is exact.
 """
 from __future__ import annotations
