@@ -66,13 +66,10 @@ def test_the_cells_are_distinct_uniform_cells_of_the_searched_space():
     assert full[0].reduction.blocks == NASNET_A.reduction.blocks
 
 
-def test_search_rank_quick_runs_in_pieces_and_resumes(tmp_path, capsys):
+def test_search_rank_quick_runs_in_pieces_and_resumes(tmp_path, capsys, cifar_dir):
     rank = _bench("search_rank")
-    data = REPO.parent / "shared" / "data" / "cifar-10-subset" / "cifar-10-batches-py"
-    if not data.is_dir():
-        pytest.skip("needs the CIFAR-10 subset in ../shared/data")
     out = tmp_path / "rank"
-    args = ["--size", "quick", "--out", str(out), "--data-dir", str(data)]
+    args = ["--size", "quick", "--out", str(out), "--data-dir", str(cifar_dir)]
     assert rank.main([*args, "--part", "standalone"]) == 0
     lines = (out / "standalone.jsonl").read_text().splitlines()
     assert len(lines) == 10 and {json.loads(x)["seed"] for x in lines} == {0, 1}
@@ -94,7 +91,7 @@ def test_search_rank_quick_runs_in_pieces_and_resumes(tmp_path, capsys):
     once.mkdir()
     for name in ("cells.json", "standalone.jsonl"):
         (once / name).write_bytes((out / name).read_bytes())
-    assert rank.main([*args[:2], "--out", str(once), "--data-dir", str(data), "--part", "shared"]) == 0
+    assert rank.main([*args[:2], "--out", str(once), "--data-dir", str(cifar_dir), "--part", "shared"]) == 0
     assert json.loads((once / "shared.json").read_text())["accuracy"] == [c["shared"] for c in result["per_cell"]]
     assert result["cells"] == 5 and result["standalone"]["seeds"] == 2 and result["shared"]["steps"] == 20
     assert set(result["figures"]) >= {"shared_vs_standalone_mean", "standalone_seed0_vs_seed1"}

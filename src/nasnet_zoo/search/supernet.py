@@ -185,9 +185,10 @@ class Supernet(NASNet):
             for b, block in enumerate(path.blocks):
                 for side, i, op in zip(SIDES, block.inputs, block.ops):
                     _copy(cell.choice(i, widths[i]).candidates[op], target.blocks[b][side])
-            for i, module in cell.aligners(path).items():
+            aligners = cell.aligners(path)
+            for i, module in aligners.items():
                 _copy(module, target.align[str(i)])
-            layout = tuple((i, widths[-1] if i in cell.aligners(path) else widths[i]) for i in path.concat)
+            layout = tuple((i, widths[-1] if i in aligners else widths[i]) for i in path.concat)
             target.output_conv.conv.weight.copy_(cell.output_conv.weight_for(layout))
             _copy(cell.output_conv.bn, target.output_conv.bn)
         return child
